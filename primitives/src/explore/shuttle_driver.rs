@@ -1,0 +1,274 @@
+//! The shuttle engines: PCT and random schedulers, with every execution's schedule recorded so
+//! a failing one can be replayed from its string.
+
+use std::panic::{self, Location};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use shuttle::scheduler::{
+    DataSource, PctScheduler, RandomDataSource, ReplayScheduler, Schedule, Scheduler, Task, TaskId,
+};
+use shuttle::{Config, FailurePersistence, MaxSteps};
+use shuttle_engine::scheduler::serialization::{deserialize_schedule, serialize_schedule};
+
+use super::{quietly, take_panic, Engine, Exploration, Kernel, ReplayError, Settings};
+use crate::engine::{self, EngineKind};
+use crate::report::ExecutionReport;
+use crate::rt;
+
+/// What the recorder knows of the executions so far.
+#[derive(Default)]
+struct Record {
+    /// The schedule of the execution in progress.
+    current: Option<Schedule>,
+    executions: u64,
+    /// Some execution had more than one runnable goroutine at a step.
+    task_choice_seen: bool,
+    /// Some execution drew a scheduler-chosen value.
+    data_choice_seen: bool,
+    /// No more executions.
+    stop: bool,
+    /// Keep the schedule of this execution when it completes.
+    capture: Option<u64>,
+    captured: Option<Schedule>,
+    /// Stopped because the kernel has a single schedule.
+    single_schedule: bool,
+}
+
+/// Wraps a shuttle scheduler and records each execution's schedule, the way shuttle's own
+/// failure persistence would, but without printing anything.
+struct Recorder<S> {
+    inner: S,
+    record: Arc<Mutex<Record>>,
+    /// PCT cannot run a second execution of a kernel without concurrency.
+    pct: bool,
+}
+
+impl<S: Scheduler> Scheduler for Recorder<S> {
+    fn new_execution(&mut self) -> Option<Schedule> {
+        let mut r = self.record.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(done) = r.current.take() {
+            if r.capture == Some(r.executions) {
+                r.captured = Some(done);
+            }
+        }
+        if r.stop {
+            return None;
+        }
+        if r.executions >= 1 {
+            // Without any choice, every execution is the same one: a single schedule.
+            let varies = r.task_choice_seen || (r.data_choice_seen && !self.pct);
+            if !varies {
+                r.single_schedule = true;
+                return None;
+            }
+        }
+        let schedule = self.inner.new_execution()?;
+        r.current = Some(Schedule::new(schedule.seed));
+        r.executions += 1;
+        Some(schedule)
+    }
+
+    fn next_task(
+        &mut self,
+        runnable: &[&Task],
+        current: Option<TaskId>,
+        is_yielding: bool,
+    ) -> Option<TaskId> {
+        let next = self.inner.next_task(runnable, current, is_yielding)?;
+        let mut r = self.record.lock().unwrap_or_else(PoisonError::into_inner);
+        if runnable.len() > 1 {
+            r.task_choice_seen = true;
+        }
+        if let Some(s) = r.current.as_mut() {
+            s.push_task(next);
+        }
+        Some(next)
+    }
+
+    fn next_u64(&mut self) -> u64 {
+        let mut r = self.record.lock().unwrap_or_else(PoisonError::into_inner);
+        r.data_choice_seen = true;
+        if let Some(s) = r.current.as_mut() {
+            s.push_random();
+        }
+        drop(r);
+        self.inner.next_u64()
+    }
+}
+
+/// A uniformly random runnable task at every step: shuttle's random scheduler, minus its habit
+/// of printing a "failing seed" when it is dropped before its last iteration (which is every
+/// time an exploration stops at a failure).
+struct UniformScheduler {
+    iterations: usize,
+    max_iterations: usize,
+    /// Picks tasks; kept apart from the data source, so a replay, which draws only the data,
+    /// gets the same values.
+    rng: u64,
+    data: RandomDataSource,
+}
+
+impl UniformScheduler {
+    fn new(seed: u64, max_iterations: usize) -> Self {
+        UniformScheduler {
+            iterations: 0,
+            max_iterations,
+            rng: seed,
+            data: RandomDataSource::initialize(seed),
+        }
+    }
+}
+
+impl Scheduler for UniformScheduler {
+    fn new_execution(&mut self) -> Option<Schedule> {
+        if self.iterations >= self.max_iterations {
+            return None;
+        }
+        self.iterations += 1;
+        let seed = self.data.reinitialize();
+        self.rng = seed;
+        Some(Schedule::new(seed))
+    }
+
+    fn next_task(
+        &mut self,
+        runnable: &[&Task],
+        _current: Option<TaskId>,
+        _is_yielding: bool,
+    ) -> Option<TaskId> {
+        // splitmix64
+        self.rng = self.rng.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.rng;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        Some(runnable[(z % runnable.len() as u64) as usize].id())
+    }
+
+    fn next_u64(&mut self) -> u64 {
+        self.data.next_u64()
+    }
+}
+
+fn config() -> Config {
+    let mut config = Config::new();
+    config.failure_persistence = FailurePersistence::None;
+    // The runtime's own step bound ends runaway executions first, with a verdict.
+    config.max_steps = MaxSteps::FailAfter(10_000_000);
+    config.silence_warnings = true;
+    config.stack_size = 0x8_0000;
+    config
+}
+
+pub(super) fn explore(settings: &Settings, kernel: Kernel) -> Exploration {
+    let record = Arc::new(Mutex::new(Record::default()));
+    let found = Arc::new(Mutex::new(Exploration::new(settings.engine)));
+    let iterations = usize::try_from(settings.budget).unwrap_or(usize::MAX);
+    let exec_config = settings.exec_config(settings.seed);
+    let stop_at_failure = settings.stop_at_first_failure;
+    let at = Location::caller();
+    let body = {
+        let (record, found) = (record.clone(), found.clone());
+        move || {
+            let report = rt::run_execution(EngineKind::Shuttle, exec_config.clone(), &*kernel, at);
+            let failed = report.verdict.is_failure() || report.engine_error.is_some();
+            let mut f = found.lock().unwrap_or_else(PoisonError::into_inner);
+            let first = f.first_failure.is_none();
+            let stop = f.record(report, None, stop_at_failure);
+            let mut r = record.lock().unwrap_or_else(PoisonError::into_inner);
+            if failed && first {
+                r.capture = Some(r.executions);
+            }
+            r.stop |= stop;
+        }
+    };
+    let recorder_record = record.clone();
+    let run = move || match settings.engine {
+        Engine::ShuttlePct => shuttle::Runner::new(
+            Recorder {
+                inner: PctScheduler::new_from_seed(settings.seed, settings.pct_depth, iterations),
+                record: recorder_record,
+                pct: true,
+            },
+            config(),
+        )
+        .run(body),
+        _ => shuttle::Runner::new(
+            Recorder {
+                inner: UniformScheduler::new(settings.seed, iterations),
+                record: recorder_record,
+                pct: false,
+            },
+            config(),
+        )
+        .run(body),
+    };
+    engine::set_active_engine(Some(EngineKind::Shuttle));
+    let result = panic::catch_unwind(panic::AssertUnwindSafe(run));
+    engine::set_active_engine(None);
+    let mut found = std::mem::replace(
+        &mut *found.lock().unwrap_or_else(PoisonError::into_inner),
+        Exploration::new(settings.engine),
+    );
+    let r = record.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Err(p) = result {
+        let message = take_panic()
+            .map(|c| c.message)
+            .unwrap_or_else(|| rt::payload_message(&*p));
+        found.error = Some(format!("shuttle: {message}"));
+    }
+    if r.single_schedule {
+        found.exhaustive = true;
+        found.limit = Some("the kernel has a single schedule".to_string());
+    }
+    if let (Some(failing), Some(schedule)) = (found.first_failure.as_mut(), r.captured.as_ref()) {
+        failing.replay = Some(encode(schedule));
+    }
+    found
+}
+
+/// shuttle's schedule string, on one line.
+fn encode(schedule: &Schedule) -> String {
+    serialize_schedule(schedule).replace('\n', "")
+}
+
+pub(super) fn replay(
+    settings: &Settings,
+    schedule: &str,
+    kernel: Kernel,
+) -> Result<ExecutionReport, ReplayError> {
+    let bad = |why: &str| {
+        ReplayError::Malformed(format!(
+            "{why}; expected the hexadecimal string of a shuttle schedule"
+        ))
+    };
+    if schedule.trim().is_empty() || !schedule.trim().chars().all(|c| c.is_ascii_hexdigit()) {
+        return Err(bad("not a hexadecimal string"));
+    }
+    let decoded = quietly(|| deserialize_schedule(schedule))
+        .ok()
+        .flatten()
+        .ok_or_else(|| bad("it does not decode"))?;
+    let report = Arc::new(Mutex::new(None));
+    let exec_config = settings.exec_config(settings.seed);
+    let at = Location::caller();
+    let sink = report.clone();
+    let mut scheduler = ReplayScheduler::new_from_schedule(decoded);
+    scheduler.set_allow_incomplete();
+    engine::set_active_engine(Some(EngineKind::Shuttle));
+    let result = panic::catch_unwind(panic::AssertUnwindSafe(|| {
+        shuttle::Runner::new(scheduler, config()).run(move || {
+            let r = rt::run_execution(EngineKind::Shuttle, exec_config.clone(), &*kernel, at);
+            *sink.lock().unwrap_or_else(PoisonError::into_inner) = Some(r);
+        })
+    }));
+    engine::set_active_engine(None);
+    if let Err(p) = result {
+        let message = take_panic()
+            .map(|c| c.message)
+            .unwrap_or_else(|| rt::payload_message(&*p));
+        return Err(ReplayError::Diverged(message));
+    }
+    let report = report.lock().unwrap_or_else(PoisonError::into_inner).take();
+    report.ok_or_else(|| ReplayError::Diverged("the execution did not run to its end".to_string()))
+}

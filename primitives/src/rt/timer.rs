@@ -1,0 +1,286 @@
+//! Virtual time: pending timers, and what happens when one fires.
+//!
+//! Time never comes from the wall clock. Each execution starts at virtual time zero; a timer
+//! armed for `d` is due at `now + d`, and firing it moves `now` to its deadline. Timers fire in
+//! deadline order. *When* the earliest one fires is the [`TimerMode`]'s business: only once
+//! every goroutine is blocked (lazy), or at any scheduling point (eager).
+//!
+//! A ticker is due only while its channel has room: Go drops the ticks nobody receives, so a
+//! tick into a full channel changes nothing, and a ticker nobody reads cannot keep an
+//! otherwise finished execution alive.
+
+use std::collections::BTreeMap;
+use std::panic::Location;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::clock::VClock;
+use super::trace::Op;
+use super::{
+    Books, Ctx, Execution, Fired, Gid, Goroutine, Status, TimerMode, Wait, WaitReason, Waiter,
+};
+use crate::chan::Chan;
+use crate::context::Node;
+use crate::engine::RawCondvar;
+use crate::time::Instant;
+
+pub(crate) type TimerId = u64;
+
+/// What a timer does when it fires.
+pub(crate) enum TimerKind {
+    /// `time.After`, `time.NewTimer`: the fire time goes into the channel (capacity 1).
+    Chan(Chan<Instant>),
+    /// `time.NewTicker`, `time.Tick`: like `Chan`, then due again one period later.
+    Ticker {
+        chan: Chan<Instant>,
+        period: Duration,
+    },
+    /// `time.Sleep`: the sleeper wakes.
+    Sleep(Waiter),
+    /// `context.WithTimeout` / `WithDeadline`: the context is cancelled.
+    Context(Arc<Node>),
+}
+
+pub(crate) struct TimerEntry {
+    pub(crate) deadline: Duration,
+    pub(crate) kind: TimerKind,
+    /// The arming goroutine's clock: what it did before arming happens before the firing.
+    pub(crate) clock: VClock,
+}
+
+/// The pending timers of an execution.
+#[derive(Default)]
+pub(crate) struct Timers {
+    next: TimerId,
+    entries: BTreeMap<TimerId, TimerEntry>,
+}
+
+impl Timers {
+    pub(crate) fn arm(&mut self, deadline: Duration, kind: TimerKind, clock: VClock) -> TimerId {
+        self.next += 1;
+        self.entries.insert(
+            self.next,
+            TimerEntry {
+                deadline,
+                kind,
+                clock,
+            },
+        );
+        self.next
+    }
+
+    /// Removes a pending timer; `true` if it was pending (so the stop prevented a firing).
+    pub(crate) fn stop(&mut self, id: TimerId) -> bool {
+        self.entries.remove(&id).is_some()
+    }
+
+    /// Moves a pending timer to a new deadline, or re-arms a fired one with `kind`.
+    pub(crate) fn reset(
+        &mut self,
+        id: TimerId,
+        deadline: Duration,
+        kind: TimerKind,
+        clock: VClock,
+    ) -> bool {
+        let was = self.entries.remove(&id).is_some();
+        self.entries.insert(
+            id,
+            TimerEntry {
+                deadline,
+                kind,
+                clock,
+            },
+        );
+        was
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.entries.clear();
+    }
+
+    /// The earliest timer that can fire now, if any.
+    pub(crate) fn next_due(&self, cx: &Ctx<'_>) -> Option<TimerId> {
+        self.entries
+            .iter()
+            .filter(|(_, e)| match &e.kind {
+                TimerKind::Ticker { chan, .. } => chan.has_room(cx),
+                _ => true,
+            })
+            .min_by_key(|(id, e)| (e.deadline, **id))
+            .map(|(id, _)| *id)
+    }
+
+    pub(crate) fn has_due(&self, cx: &Ctx<'_>) -> bool {
+        self.next_due(cx).is_some()
+    }
+}
+
+impl Ctx<'_> {
+    /// Fires timer `id`: time moves to its deadline and its action runs.
+    pub(crate) fn fire_timer(&self, b: &mut Books, id: TimerId) {
+        let Some(entry) = b.timers.entries.remove(&id) else {
+            return;
+        };
+        if entry.deadline > b.now {
+            b.now = entry.deadline;
+        }
+        let lane = b.helper.unwrap_or(self.gid);
+        let now = b.now;
+        let step = b.step;
+        b.trace.push(super::trace::Event {
+            step,
+            g: lane,
+            op: Op::TimerFire,
+            obj: None,
+            arg: 0,
+            at: self.at,
+            phase: super::trace::Phase::Done,
+        });
+        match entry.kind {
+            TimerKind::Chan(chan) => {
+                chan.send_from_runtime(self, b, Instant::from_virtual(now), &entry.clock);
+            }
+            TimerKind::Ticker { chan, period } => {
+                chan.send_from_runtime(self, b, Instant::from_virtual(now), &entry.clock);
+                b.timers.entries.insert(
+                    id,
+                    TimerEntry {
+                        deadline: now + period,
+                        kind: TimerKind::Ticker { chan, period },
+                        clock: entry.clock,
+                    },
+                );
+            }
+            TimerKind::Sleep(w) => {
+                if b.is_waiting(w) {
+                    b.fire(
+                        w,
+                        Fired {
+                            case: 0,
+                            closed: false,
+                        },
+                        None,
+                    );
+                }
+            }
+            TimerKind::Context(node) => {
+                node.cancel_locked(
+                    self,
+                    b,
+                    crate::context::ContextError::DeadlineExceeded,
+                    &entry.clock,
+                );
+            }
+        }
+    }
+
+    /// Arms a timer, creating the execution's timer goroutine on first use. Returns the timer
+    /// and, in eager mode, the helper goroutine the caller must start once the lock is released.
+    pub(crate) fn arm_timer(
+        &self,
+        b: &mut Books,
+        after: Duration,
+        kind: TimerKind,
+    ) -> (super::timer::TimerId, Option<Gid>) {
+        let clock = self.release_clock(b);
+        let deadline = b.now + after;
+        let id = b.timers.arm(deadline, kind, clock);
+        let start = self.ensure_timer_goroutine(b);
+        b.wake_helper();
+        (id, start)
+    }
+
+    /// The arming goroutine's clock, ticked: a release.
+    pub(crate) fn release_clock(&self, b: &mut Books) -> VClock {
+        if !b.trace.on {
+            return VClock::default();
+        }
+        let g = &mut b.goroutines[self.gid];
+        let c = g.clock.clone();
+        g.clock.tick(self.gid);
+        c
+    }
+
+    /// Adds the timer goroutine to the table if it is not there yet; in eager mode its thread
+    /// must then be started (see [`start_timer_goroutine`]).
+    fn ensure_timer_goroutine(&self, b: &mut Books) -> Option<Gid> {
+        if b.helper.is_some() {
+            return None;
+        }
+        let gid = b.goroutines.len();
+        let eager = self.exec.config.timers == TimerMode::Eager;
+        let since = b.step;
+        b.goroutines.push(Goroutine {
+            name: "timers".to_string(),
+            created_at: self.at,
+            system: true,
+            status: if eager {
+                Status::Runnable
+            } else {
+                Status::Blocked(Wait {
+                    reason: WaitReason::TimerIdle,
+                    obj: None,
+                    at: Location::caller(),
+                    since,
+                })
+            },
+            parker: Arc::new(RawCondvar::new(self.exec.kind)),
+            token: 0,
+            fired: None,
+            clock: VClock::default(),
+            deposit: None,
+        });
+        b.helper = Some(gid);
+        if eager {
+            b.live += 1;
+            Some(gid)
+        } else {
+            None
+        }
+    }
+}
+
+/// Starts the thread of the eager timer goroutine `gid`.
+pub(crate) fn start_timer_goroutine(exec: &Arc<Execution>, gid: Gid) {
+    let body_exec = exec.clone();
+    super::start_thread(
+        exec,
+        gid,
+        Box::new(move || timer_goroutine(&body_exec, gid)),
+    );
+}
+
+/// The eager timer goroutine: fires the earliest due timer, one per scheduling step, until
+/// the execution ends.
+fn timer_goroutine(exec: &Execution, gid: Gid) {
+    let at = Location::caller();
+    loop {
+        let mut cx = exec.enter_as(gid, at);
+        let parker = {
+            let mut b = cx.books();
+            if b.ending || b.aborting {
+                return;
+            }
+            if let Some(id) = b.timers.next_due(&cx) {
+                drop(b);
+                if !cx.count_step() {
+                    return;
+                }
+                let mut b = cx.books();
+                b.goroutines[gid].status = Status::Runnable;
+                cx.fire_timer(&mut b, id);
+                cx.settle(&mut b);
+                continue;
+            }
+            let since = b.step;
+            b.goroutines[gid].status = Status::Blocked(Wait {
+                reason: WaitReason::TimerIdle,
+                obj: None,
+                at,
+                since,
+            });
+            b.goroutines[gid].parker.clone()
+        };
+        cx.wait_on(&parker);
+    }
+}

@@ -1,0 +1,151 @@
+//! `Shared<T>`: a plain Go variable, shared between goroutines without synchronisation of its
+//! own, every access of which is checked by the race detector.
+//!
+//! Each `get`, `set`, `read` or `write` is one step: a scheduling point, so interleavings
+//! between accesses are explored. `x++` in Go is a read and then a write; port it as
+//! `x.set(x.get() + 1)` (two steps, where a lost update can happen), not as one `write`.
+
+use std::fmt;
+use std::panic::Location;
+use std::sync::Arc;
+
+use crate::rt::cell::RtCell;
+use crate::rt::race::AccessHistory;
+use crate::rt::trace::Op;
+use crate::rt::{current_exec, Execution, ObjMeta};
+
+/// A variable shared by goroutines, like any Go variable captured by two closures. Cloning
+/// gives another handle to the same variable.
+///
+/// # Examples
+///
+/// ```
+/// use primitives::{go, sync::WaitGroup, Shared};
+/// # primitives::run(|| {
+/// let x = Shared::new(0);
+/// let wg = WaitGroup::new();
+/// wg.add(1);
+/// let (x2, wg2) = (x.clone(), wg.clone());
+/// go(move || {
+///     x2.set(1);
+///     wg2.done(); // Done happens before Wait returns: no race
+/// });
+/// wg.wait();
+/// assert_eq!(x.get(), 1);
+/// # });
+/// ```
+pub struct Shared<T> {
+    inner: Arc<SharedInner<T>>,
+}
+
+struct SharedInner<T> {
+    exec: Arc<Execution>,
+    meta: ObjMeta,
+    state: RtCell<SharedState<T>>,
+}
+
+struct SharedState<T> {
+    value: T,
+    history: AccessHistory,
+}
+
+impl<T> Clone for Shared<T> {
+    fn clone(&self) -> Self {
+        Shared {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<T> fmt::Debug for Shared<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Shared({})", self.inner.meta.label())
+    }
+}
+
+impl<T: Send + 'static> Shared<T> {
+    /// A new variable holding `value`.
+    ///
+    /// # Panics
+    ///
+    /// Outside an execution.
+    #[track_caller]
+    pub fn new(value: T) -> Self {
+        let exec = current_exec();
+        let meta = exec.new_obj("var", Location::caller());
+        let state = RtCell::new(
+            exec.id,
+            SharedState {
+                value,
+                history: AccessHistory::default(),
+            },
+        );
+        Shared {
+            inner: Arc::new(SharedInner { exec, meta, state }),
+        }
+    }
+
+    /// Names the variable in traces, dumps and race reports (the Go variable's name).
+    ///
+    /// # Panics
+    ///
+    /// If the variable has been cloned already.
+    pub fn named(mut self, name: &str) -> Self {
+        Arc::get_mut(&mut self.inner)
+            .expect("name a variable where it is made, before cloning it")
+            .meta
+            .name = Some(name.to_string());
+        self
+    }
+
+    /// Reads the variable through `f`.
+    #[track_caller]
+    pub fn read<R>(&self, f: impl FnOnce(&T) -> R) -> R {
+        self.access(Location::caller(), false, |v| f(v))
+    }
+
+    /// Writes the variable through `f` (one step: `f` may read it too).
+    #[track_caller]
+    pub fn write<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
+        self.access(Location::caller(), true, f)
+    }
+
+    /// Stores `value`.
+    #[track_caller]
+    pub fn set(&self, value: T) {
+        self.access(Location::caller(), true, |v| *v = value)
+    }
+
+    fn access<R>(
+        &self,
+        at: &'static Location<'static>,
+        write: bool,
+        f: impl FnOnce(&mut T) -> R,
+    ) -> R {
+        let inner = &*self.inner;
+        let mut cx = inner.exec.enter(at);
+        let op = if write { Op::Write } else { Op::Read };
+        if inner.exec.config.race_detector {
+            let race = {
+                let b = cx.books();
+                let mut st = inner.state.borrow(&cx);
+                st.history.access(&cx, &b, write, &inner.meta.label())
+            };
+            if let Some(r) = race {
+                cx.race(r, op, &inner.meta);
+            }
+        }
+        let mut b = cx.books();
+        let r = f(&mut inner.state.borrow(&cx).value);
+        cx.event(&mut b, op, Some(&inner.meta), 0);
+        r
+    }
+}
+
+impl<T: Clone + Send + 'static> Shared<T> {
+    /// Loads the value.
+    #[track_caller]
+    pub fn get(&self) -> T {
+        self.access(Location::caller(), false, |v| v.clone())
+    }
+}

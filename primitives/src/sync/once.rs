@@ -1,0 +1,135 @@
+//! `sync.Once`: runs a function exactly once.
+//!
+//! Go semantics kept: concurrent callers of `do_` wait until the first call's function has
+//! returned; a call of `do_` from inside the function (on the same `Once`) blocks forever, as
+//! Go's does (its internal mutex is not re-entrant), which the runtime reports as a deadlock.
+//!
+//! Happens-before: the return of the function happens before every `do_` returns.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::panic::Location;
+use std::sync::Arc;
+
+use crate::rt::cell::RtCell;
+use crate::rt::clock::VClock;
+use crate::rt::trace::Op;
+use crate::rt::{current_exec, Execution, Fired, Gid, ObjMeta, WaitReason, Waiter};
+
+/// Go's `sync.Once`. Cloning gives another handle to the same `Once`.
+///
+/// # Examples
+///
+/// ```
+/// use primitives::{sync::Once, Shared};
+/// # primitives::run(|| {
+/// let once = Once::new();
+/// let n = Shared::new(0);
+/// for _ in 0..2 {
+///     once.do_(|| n.set(n.get() + 1));
+/// }
+/// assert_eq!(n.get(), 1);
+/// # });
+/// ```
+#[derive(Clone)]
+pub struct Once {
+    inner: Arc<OnceInner>,
+}
+
+struct OnceInner {
+    exec: Arc<Execution>,
+    meta: ObjMeta,
+    state: RtCell<OnceState>,
+}
+
+struct OnceState {
+    done: bool,
+    /// The goroutine running the function, while it runs.
+    running: Option<Gid>,
+    waiters: VecDeque<Waiter>,
+    /// The clock of the function's return.
+    clock: VClock,
+}
+
+impl fmt::Debug for Once {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Once({})", self.inner.meta.label())
+    }
+}
+
+impl Once {
+    /// A new `Once` whose function has not run.
+    ///
+    /// # Panics
+    ///
+    /// Outside an execution.
+    #[track_caller]
+    #[allow(clippy::new_without_default)]
+    pub fn new() -> Self {
+        let exec = current_exec();
+        let meta = exec.new_obj("Once", Location::caller());
+        let state = RtCell::new(
+            exec.id,
+            OnceState {
+                done: false,
+                running: None,
+                waiters: VecDeque::new(),
+                clock: VClock::default(),
+            },
+        );
+        Once {
+            inner: Arc::new(OnceInner { exec, meta, state }),
+        }
+    }
+
+    /// `once.Do(f)`: runs `f` if no call has run it yet; otherwise waits until it has returned.
+    #[track_caller]
+    pub fn do_(&self, f: impl FnOnce()) {
+        let at = Location::caller();
+        let inner = &*self.inner;
+        let mut cx = inner.exec.enter(at);
+        loop {
+            {
+                let mut b = cx.books();
+                let mut st = inner.state.borrow(&cx);
+                if st.done {
+                    if b.trace.on {
+                        b.goroutines[cx.gid].clock.join(&st.clock);
+                    }
+                    drop(st);
+                    cx.event(&mut b, Op::OnceDo, Some(&inner.meta), 0);
+                    return;
+                }
+                if st.running.is_none() {
+                    st.running = Some(cx.gid);
+                    drop(st);
+                    cx.event(&mut b, Op::OnceDo, Some(&inner.meta), 1);
+                    break;
+                }
+                let w = cx.waiter(&mut b, 0);
+                st.waiters.push_back(w);
+            }
+            cx.park(WaitReason::OnceDo, Some(&inner.meta), Op::OnceDo);
+        }
+        drop(cx);
+        f();
+        // A panic in `f` ends the execution; there is no one left to tell.
+        let cx = inner.exec.enter(at);
+        let mut b = cx.books();
+        let clock = cx.release_clock(&mut b);
+        let mut st = inner.state.borrow(&cx);
+        st.done = true;
+        st.running = None;
+        st.clock = clock.clone();
+        while let Some(w) = b.pop_waiter(&mut st.waiters) {
+            b.fire(
+                w,
+                Fired {
+                    case: 0,
+                    closed: false,
+                },
+                Some(&clock),
+            );
+        }
+    }
+}

@@ -1,0 +1,194 @@
+//! `sync.WaitGroup`: waits for a collection of goroutines to finish.
+//!
+//! Go semantics kept, with Go's panics: a negative counter (`sync: negative WaitGroup
+//! counter`); an `Add` that raises the counter from zero while goroutines wait (`sync:
+//! WaitGroup misuse: Add called concurrently with Wait`); and a WaitGroup reused before every
+//! waiter released by the previous zero has returned (`sync: WaitGroup is reused before
+//! previous Wait has returned`).
+//!
+//! Happens-before: every `Done` (an `Add` with a negative delta) happens before the `Wait`
+//! that it lets return.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::panic::Location;
+use std::sync::Arc;
+
+use crate::rt::cell::RtCell;
+use crate::rt::clock::VClock;
+use crate::rt::trace::Op;
+use crate::rt::{current_exec, Execution, Fired, ObjMeta, WaitReason, Waiter};
+
+/// Go's `sync.WaitGroup`. Cloning gives another handle to the same group.
+///
+/// # Examples
+///
+/// ```
+/// use primitives::{go, sync::WaitGroup};
+/// # primitives::run(|| {
+/// let wg = WaitGroup::new();
+/// for _ in 0..3 {
+///     wg.add(1);
+///     let wg = wg.clone();
+///     go(move || wg.done());
+/// }
+/// wg.wait();
+/// # });
+/// ```
+#[derive(Clone)]
+pub struct WaitGroup {
+    inner: Arc<WgInner>,
+}
+
+struct WgInner {
+    exec: Arc<Execution>,
+    meta: ObjMeta,
+    state: RtCell<WgState>,
+}
+
+struct WgState {
+    counter: i64,
+    /// Goroutines inside `Wait` (Go's waiter count): released ones are no longer counted.
+    waiters: u32,
+    queue: VecDeque<Waiter>,
+    /// The join of the clocks of every `Done`.
+    clock: VClock,
+}
+
+impl fmt::Debug for WaitGroup {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "WaitGroup({})", self.inner.meta.label())
+    }
+}
+
+impl WaitGroup {
+    /// A new WaitGroup with a zero counter.
+    ///
+    /// # Panics
+    ///
+    /// Outside an execution.
+    #[track_caller]
+    #[allow(clippy::new_without_default)]
+    pub fn new() -> Self {
+        let exec = current_exec();
+        let meta = exec.new_obj("WaitGroup", Location::caller());
+        let state = RtCell::new(
+            exec.id,
+            WgState {
+                counter: 0,
+                waiters: 0,
+                queue: VecDeque::new(),
+                clock: VClock::default(),
+            },
+        );
+        WaitGroup {
+            inner: Arc::new(WgInner { exec, meta, state }),
+        }
+    }
+
+    /// Names the group in traces and dumps.
+    ///
+    /// # Panics
+    ///
+    /// If the group has been cloned already.
+    pub fn named(mut self, name: &str) -> Self {
+        Arc::get_mut(&mut self.inner)
+            .expect("name a WaitGroup where it is made, before cloning it")
+            .meta
+            .name = Some(name.to_string());
+        self
+    }
+
+    /// `wg.Add(delta)`.
+    ///
+    /// # Panics
+    ///
+    /// `sync: negative WaitGroup counter`, `sync: WaitGroup misuse: Add called concurrently
+    /// with Wait`.
+    #[track_caller]
+    pub fn add(&self, delta: i64) {
+        let inner = &*self.inner;
+        let mut cx = inner.exec.enter(Location::caller());
+        let problem = {
+            let mut b = cx.books();
+            let mut st = inner.state.borrow(&cx);
+            if delta < 0 && b.trace.on {
+                let c = cx.release_clock(&mut b);
+                st.clock.join(&c);
+            }
+            let v = st.counter + delta;
+            st.counter = v;
+            drop(st);
+            cx.event(&mut b, Op::WgAdd, Some(&inner.meta), delta);
+            let mut st = inner.state.borrow(&cx);
+            if v < 0 {
+                Some("sync: negative WaitGroup counter")
+            } else if st.waiters > 0 && delta > 0 && v == delta {
+                Some("sync: WaitGroup misuse: Add called concurrently with Wait")
+            } else {
+                if v == 0 && st.waiters > 0 {
+                    // Release every waiter; they check, when they resume, that nobody reused
+                    // the group in between.
+                    st.waiters = 0;
+                    let clock = st.clock.clone();
+                    while let Some(w) = b.pop_waiter(&mut st.queue) {
+                        b.fire(
+                            w,
+                            Fired {
+                                case: 0,
+                                closed: false,
+                            },
+                            Some(&clock),
+                        );
+                    }
+                }
+                None
+            }
+        };
+        if let Some(message) = problem {
+            cx.go_panic(message);
+        }
+    }
+
+    /// `wg.Done()`: `Add(-1)`.
+    #[track_caller]
+    pub fn done(&self) {
+        self.add(-1);
+    }
+
+    /// `wg.Wait()`: blocks until the counter is zero.
+    ///
+    /// # Panics
+    ///
+    /// `sync: WaitGroup is reused before previous Wait has returned`.
+    #[track_caller]
+    pub fn wait(&self) {
+        let inner = &*self.inner;
+        let mut cx = inner.exec.enter(Location::caller());
+        {
+            let mut b = cx.books();
+            let mut st = inner.state.borrow(&cx);
+            if st.counter == 0 {
+                if b.trace.on {
+                    b.goroutines[cx.gid].clock.join(&st.clock);
+                }
+                drop(st);
+                cx.event(&mut b, Op::WgWait, Some(&inner.meta), 0);
+                return;
+            }
+            st.waiters += 1;
+            let w = cx.waiter(&mut b, 0);
+            st.queue.push_back(w);
+        }
+        cx.park(WaitReason::WaitGroupWait, Some(&inner.meta), Op::WgWait);
+        let reused = {
+            let st = inner.state.borrow(&cx);
+            st.counter != 0 || st.waiters != 0
+        };
+        if reused {
+            cx.go_panic("sync: WaitGroup is reused before previous Wait has returned");
+        }
+        let mut b = cx.books();
+        cx.event(&mut b, Op::WgWait, Some(&inner.meta), 0);
+    }
+}
