@@ -36,14 +36,16 @@ struct Record {
 
 /// Wraps a shuttle scheduler and records each execution's schedule, the way shuttle's own
 /// failure persistence would, but without printing anything.
-struct Recorder<S> {
-    inner: S,
+struct Recorder {
+    inner: Box<dyn Scheduler>,
     record: Arc<Mutex<Record>>,
-    /// PCT cannot run a second execution of a kernel without concurrency.
-    pct: bool,
+    /// PCT cannot run a second execution of a kernel without concurrency (it asserts); for a
+    /// kernel whose only choices are values (a select in main), a uniform scheduler, which is
+    /// the same thing when there is one goroutine, takes over.
+    pct_fallback: Option<(u64, usize)>,
 }
 
-impl<S: Scheduler> Scheduler for Recorder<S> {
+impl Scheduler for Recorder {
     fn new_execution(&mut self) -> Option<Schedule> {
         let mut r = self.record.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(done) = r.current.take() {
@@ -54,12 +56,15 @@ impl<S: Scheduler> Scheduler for Recorder<S> {
         if r.stop {
             return None;
         }
-        if r.executions >= 1 {
-            // Without any choice, every execution is the same one: a single schedule.
-            let varies = r.task_choice_seen || (r.data_choice_seen && !self.pct);
-            if !varies {
+        if r.executions >= 1 && !r.task_choice_seen {
+            if !r.data_choice_seen {
+                // Without any choice, every execution is the same one: a single schedule.
                 r.single_schedule = true;
                 return None;
+            }
+            if let Some((seed, iterations)) = self.pct_fallback.take() {
+                let left = iterations.saturating_sub(r.executions as usize);
+                self.inner = Box::new(UniformScheduler::new(seed, left));
             }
         }
         let schedule = self.inner.new_execution()?;
@@ -183,26 +188,23 @@ pub(super) fn explore(settings: &Settings, kernel: Kernel) -> Exploration {
         }
     };
     let recorder_record = record.clone();
-    let run = move || match settings.engine {
-        Engine::ShuttlePct => shuttle::Runner::new(
-            Recorder {
-                inner: PctScheduler::new_from_seed(settings.seed, settings.pct_depth, iterations),
-                record: recorder_record,
-                pct: true,
-            },
-            config(),
-        )
-        .run(body),
-        _ => shuttle::Runner::new(
-            Recorder {
-                inner: UniformScheduler::new(settings.seed, iterations),
-                record: recorder_record,
-                pct: false,
-            },
-            config(),
-        )
-        .run(body),
+    let recorder = match settings.engine {
+        Engine::ShuttlePct => Recorder {
+            inner: Box::new(PctScheduler::new_from_seed(
+                settings.seed,
+                settings.pct_depth,
+                iterations,
+            )),
+            record: recorder_record,
+            pct_fallback: Some((settings.seed, iterations)),
+        },
+        _ => Recorder {
+            inner: Box::new(UniformScheduler::new(settings.seed, iterations)),
+            record: recorder_record,
+            pct_fallback: None,
+        },
     };
+    let run = move || shuttle::Runner::new(recorder, config()).run(body);
     engine::set_active_engine(Some(EngineKind::Shuttle));
     let result = panic::catch_unwind(panic::AssertUnwindSafe(run));
     engine::set_active_engine(None);

@@ -1,0 +1,13 @@
+//! Go's semantics, checked on every engine: the channel table, select, the sync package,
+//! context, virtual time, verdicts, and misuse. One test binary (the engines make test
+//! binaries large).
+
+mod chan;
+mod context_time;
+mod harness;
+mod hb;
+mod misuse;
+mod queue_model;
+mod select;
+mod sync;
+mod verdicts;

@@ -1,0 +1,315 @@
+//! The sync package: Mutex, RWMutex (writer preference), WaitGroup, Cond, Once, atomics.
+
+use primitives::explore::Engine;
+use primitives::sync::{AtomicI64, Cond, Mutex, Once, RwMutex, WaitGroup};
+use primitives::{go, Shared, Verdict};
+use rstest::rstest;
+
+use crate::harness::{expect, expect_clean};
+
+#[rstest]
+fn a_mutex_is_not_reentrant(
+    #[values(Engine::Loom, Engine::ShuttlePct, Engine::ShuttleRandom, Engine::Std)] engine: Engine,
+) {
+    let r = expect(engine, Verdict::Deadlock, "deadlock", || {
+        let mu = Mutex::new();
+        mu.lock();
+        mu.lock();
+    });
+    assert!(r.dump.contains("[sync.Mutex.Lock]"), "{}", r.dump);
+}
+
+#[rstest]
+fn any_goroutine_may_unlock_a_mutex(
+    #[values(Engine::Loom, Engine::ShuttlePct, Engine::ShuttleRandom, Engine::Std)] engine: Engine,
+) {
+    expect_clean(engine, || {
+        let mu = Mutex::new();
+        mu.lock();
+        let m = mu.clone();
+        go(move || m.unlock());
+        mu.lock();
+        mu.unlock();
+    });
+}
+
+#[rstest]
+fn unlock_of_unlocked_mutex_is_fatal(
+    #[values(Engine::Loom, Engine::ShuttlePct, Engine::ShuttleRandom, Engine::Std)] engine: Engine,
+) {
+    expect(
+        engine,
+        Verdict::Panic,
+        "sync: unlock of unlocked mutex",
+        || Mutex::new().unlock(),
+    );
+}
+
+#[rstest]
+fn try_lock_does_not_block(
+    #[values(Engine::Loom, Engine::ShuttlePct, Engine::ShuttleRandom, Engine::Std)] engine: Engine,
+) {
+    expect_clean(engine, || {
+        let mu = Mutex::new();
+        assert!(mu.try_lock());
+        assert!(!mu.try_lock());
+        mu.unlock();
+    });
+}
+
+#[rstest]
+fn mutex_excludes_and_counts_every_increment(
+    #[values(Engine::Loom, Engine::ShuttlePct, Engine::ShuttleRandom, Engine::Std)] engine: Engine,
+) {
+    expect_clean(engine, || {
+        let (mu, n, wg) = (Mutex::new(), Shared::new(0), WaitGroup::new());
+        for _ in 0..2 {
+            wg.add(1);
+            let (mu, n, wg) = (mu.clone(), n.clone(), wg.clone());
+            go(move || {
+                mu.lock();
+                n.set(n.get() + 1);
+                mu.unlock();
+                wg.done();
+            });
+        }
+        wg.wait();
+        assert_eq!(n.get(), 2);
+    });
+}
+
+#[rstest]
+fn readers_share_the_lock_while_no_writer_waits(
+    #[values(Engine::Loom, Engine::ShuttlePct, Engine::ShuttleRandom, Engine::Std)] engine: Engine,
+) {
+    expect_clean(engine, || {
+        let rw = RwMutex::new();
+        rw.rlock();
+        let (r, done) = (rw.clone(), WaitGroup::new());
+        done.add(1);
+        let d = done.clone();
+        go(move || {
+            r.rlock();
+            r.runlock();
+            d.done();
+        });
+        done.wait();
+        rw.rlock();
+        rw.runlock();
+        rw.runlock();
+    });
+}
+
+/// kubernetes#62464's shape: a goroutine holds a read lock and takes it again; a writer that
+/// arrives in between blocks the second RLock, and the writer waits for the first.
+#[rstest]
+fn recursive_read_lock_deadlocks_while_a_writer_waits(
+    #[values(Engine::Loom, Engine::ShuttlePct, Engine::ShuttleRandom)] engine: Engine,
+) {
+    let r = expect(engine, Verdict::Deadlock, "deadlock", || {
+        let rw = RwMutex::new();
+        let w = rw.clone();
+        go(move || {
+            w.lock();
+            w.unlock();
+        });
+        rw.rlock();
+        rw.rlock();
+        rw.runlock();
+        rw.runlock();
+    });
+    assert!(r.dump.contains("[sync.RWMutex.RLock]"), "{}", r.dump);
+    assert!(r.dump.contains("[sync.RWMutex.Lock]"), "{}", r.dump);
+}
+
+#[rstest]
+fn a_writer_excludes_readers(
+    #[values(Engine::Loom, Engine::ShuttlePct, Engine::ShuttleRandom, Engine::Std)] engine: Engine,
+) {
+    expect_clean(engine, || {
+        let (rw, x, wg) = (RwMutex::new(), Shared::new(0), WaitGroup::new());
+        wg.add(2);
+        let (w, xw, wgw) = (rw.clone(), x.clone(), wg.clone());
+        go(move || {
+            w.lock();
+            xw.set(1);
+            w.unlock();
+            wgw.done();
+        });
+        let (r, xr, wgr) = (rw.clone(), x.clone(), wg.clone());
+        go(move || {
+            r.rlock();
+            let _ = xr.get();
+            r.runlock();
+            wgr.done();
+        });
+        wg.wait();
+    });
+}
+
+#[rstest]
+fn rwmutex_misuse_is_fatal(
+    #[values(Engine::Loom, Engine::ShuttlePct, Engine::ShuttleRandom, Engine::Std)] engine: Engine,
+) {
+    expect(
+        engine,
+        Verdict::Panic,
+        "sync: RUnlock of unlocked RWMutex",
+        || RwMutex::new().runlock(),
+    );
+    expect(
+        engine,
+        Verdict::Panic,
+        "sync: Unlock of unlocked RWMutex",
+        || RwMutex::new().unlock(),
+    );
+}
+
+#[rstest]
+fn waitgroup_counter_may_not_go_negative(
+    #[values(Engine::Loom, Engine::ShuttlePct, Engine::ShuttleRandom, Engine::Std)] engine: Engine,
+) {
+    expect(
+        engine,
+        Verdict::Panic,
+        "sync: negative WaitGroup counter",
+        || WaitGroup::new().done(),
+    );
+}
+
+#[rstest]
+fn waitgroup_reused_before_wait_returned_panics(
+    #[values(Engine::Loom, Engine::ShuttlePct, Engine::ShuttleRandom)] engine: Engine,
+) {
+    expect(
+        engine,
+        Verdict::Panic,
+        "sync: WaitGroup is reused before previous Wait has returned",
+        || {
+            let wg = WaitGroup::new();
+            wg.add(1);
+            let w = wg.clone();
+            go(move || w.wait());
+            wg.done();
+            wg.add(1);
+            wg.done();
+        },
+    );
+}
+
+#[rstest]
+fn waitgroup_wait_returns_after_every_done(
+    #[values(Engine::Loom, Engine::ShuttlePct, Engine::ShuttleRandom, Engine::Std)] engine: Engine,
+) {
+    expect_clean(engine, || {
+        let wg = WaitGroup::new();
+        wg.add(2);
+        for _ in 0..2 {
+            let w = wg.clone();
+            go(move || w.done());
+        }
+        wg.wait();
+    });
+}
+
+/// Two goroutines wait on a condition; `wake` wakes them. Returns when both have woken.
+fn two_waiters(wake: fn(&Cond)) {
+    let mu = Mutex::new();
+    let (cond, arrived) = (Cond::new(&mu), Cond::new(&mu));
+    let (count, wg) = (Shared::new(0), WaitGroup::new());
+    for _ in 0..2 {
+        wg.add(1);
+        let (mu, cond, arrived, count, wg) = (
+            mu.clone(),
+            cond.clone(),
+            arrived.clone(),
+            count.clone(),
+            wg.clone(),
+        );
+        go(move || {
+            mu.lock();
+            count.set(count.get() + 1);
+            arrived.signal();
+            cond.wait();
+            mu.unlock();
+            wg.done();
+        });
+    }
+    mu.lock();
+    while count.get() < 2 {
+        arrived.wait();
+    }
+    wake(&cond);
+    mu.unlock();
+    wg.wait();
+}
+
+#[rstest]
+fn cond_signal_wakes_one_waiter(
+    #[values(Engine::Loom, Engine::ShuttlePct, Engine::ShuttleRandom, Engine::Std)] engine: Engine,
+) {
+    let r = expect(engine, Verdict::Deadlock, "deadlock", || {
+        two_waiters(Cond::signal)
+    });
+    assert!(r.dump.contains("[sync.Cond.Wait]"), "{}", r.dump);
+}
+
+#[rstest]
+fn cond_broadcast_wakes_every_waiter(
+    #[values(Engine::Loom, Engine::ShuttlePct, Engine::ShuttleRandom, Engine::Std)] engine: Engine,
+) {
+    expect_clean(engine, || two_waiters(Cond::broadcast));
+}
+
+#[rstest]
+fn recursive_once_do_deadlocks(
+    #[values(Engine::Loom, Engine::ShuttlePct, Engine::ShuttleRandom, Engine::Std)] engine: Engine,
+) {
+    let r = expect(engine, Verdict::Deadlock, "deadlock", || {
+        let once = Once::new();
+        let inner = once.clone();
+        once.do_(move || inner.do_(|| {}));
+    });
+    assert!(r.dump.contains("[sync.Once.Do]"), "{}", r.dump);
+}
+
+#[rstest]
+fn once_runs_its_function_once_for_everyone(
+    #[values(Engine::Loom, Engine::ShuttlePct, Engine::ShuttleRandom, Engine::Std)] engine: Engine,
+) {
+    expect_clean(engine, || {
+        let (once, n, wg) = (Once::new(), Shared::new(0), WaitGroup::new());
+        for _ in 0..2 {
+            wg.add(1);
+            let (once, n, wg) = (once.clone(), n.clone(), wg.clone());
+            go(move || {
+                once.do_(|| n.set(n.get() + 1));
+                // Once's function happens before every Do returns: no race here.
+                assert_eq!(n.get(), 1);
+                wg.done();
+            });
+        }
+        wg.wait();
+    });
+}
+
+#[rstest]
+fn atomic_adds_are_never_lost(
+    #[values(Engine::Loom, Engine::ShuttlePct, Engine::ShuttleRandom, Engine::Std)] engine: Engine,
+) {
+    expect_clean(engine, || {
+        let (n, wg) = (AtomicI64::new(0), WaitGroup::new());
+        for _ in 0..2 {
+            wg.add(1);
+            let (n, wg) = (n.clone(), wg.clone());
+            go(move || {
+                n.add(1);
+                wg.done();
+            });
+        }
+        wg.wait();
+        assert_eq!(n.load(), 2);
+        assert!(n.compare_and_swap(2, 5));
+        assert_eq!(n.swap(1), 5);
+    });
+}
