@@ -17,7 +17,7 @@ use std::time::Duration;
 use crate::chan::Chan;
 use crate::rt::cell::RtCell;
 use crate::rt::clock::VClock;
-use crate::rt::timer::{start_timer_goroutine, TimerId, TimerKind};
+use crate::rt::timer::{TimerId, TimerKind};
 use crate::rt::trace::Op;
 use crate::rt::{current_exec, Books, Ctx, Execution, ObjMeta};
 use crate::time::Instant;
@@ -199,7 +199,6 @@ fn derive(parent: &Context, until: Until, at: &'static Location<'static>) -> (Co
             }
         }
     });
-    let mut helper = None;
     if let Some((err, clock)) = inherited {
         node.cancel_locked(&cx, &mut b, err, &clock);
     } else if let Some(d) = deadline {
@@ -208,16 +207,12 @@ fn derive(parent: &Context, until: Until, at: &'static Location<'static>) -> (Co
             node.cancel_locked(&cx, &mut b, ContextError::DeadlineExceeded, &clock);
         } else {
             let after = d - b.now;
-            let (id, h) = cx.arm_timer(&mut b, after, TimerKind::Context(node.clone()));
+            let id = cx.arm_timer(&mut b, after, TimerKind::Context(node.clone()));
             node.state.borrow(&cx).timer = Some(id);
-            helper = h;
         }
     }
     drop(b);
     drop(cx);
-    if let Some(h) = helper {
-        start_timer_goroutine(&exec, h);
-    }
     (
         Context {
             node: Some(node.clone()),

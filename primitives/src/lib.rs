@@ -40,6 +40,7 @@ mod engine;
 pub mod explore;
 mod go;
 mod map;
+pub mod rand;
 mod report;
 mod rt;
 pub mod select;

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::chan::Chan;
-use crate::rt::timer::{start_timer_goroutine, TimerId, TimerKind};
+use crate::rt::timer::{TimerId, TimerKind};
 use crate::rt::trace::Op;
 use crate::rt::{current_exec, Execution, WaitReason};
 
@@ -77,14 +77,10 @@ pub fn sleep(d: Duration) {
     if d.is_zero() {
         return;
     }
-    let helper = {
+    {
         let mut b = cx.books();
         let w = cx.waiter(&mut b, 0);
-        let (_, helper) = cx.arm_timer(&mut b, d, TimerKind::Sleep(w));
-        helper
-    };
-    if let Some(h) = helper {
-        start_timer_goroutine(&exec, h);
+        cx.arm_timer(&mut b, d, TimerKind::Sleep(w));
     }
     cx.park(WaitReason::Sleep, None, Op::Sleep);
     let mut b = cx.books();
@@ -126,15 +122,12 @@ impl Timer {
     fn start(d: Duration, at: &'static Location<'static>) -> Self {
         let exec = current_exec();
         let c = Chan::new(1);
-        let (id, helper) = {
+        let id = {
             let cx = exec.enter(at);
             let mut b = cx.books();
             cx.event(&mut b, Op::TimerStart, None, 0);
             cx.arm_timer(&mut b, d, TimerKind::Chan(c.clone()))
         };
-        if let Some(h) = helper {
-            start_timer_goroutine(&exec, h);
-        }
         Timer { exec, id, c }
     }
 
@@ -199,7 +192,7 @@ impl Ticker {
             cx.go_panic("non-positive interval for NewTicker");
         }
         let c = Chan::new(1);
-        let (id, helper) = {
+        let id = {
             let cx = exec.enter(at);
             c.inner()
                 .expect("a ticker's channel is made here")
@@ -217,9 +210,6 @@ impl Ticker {
                 },
             )
         };
-        if let Some(h) = helper {
-            start_timer_goroutine(&exec, h);
-        }
         Ticker { exec, id, c }
     }
 

@@ -1,9 +1,9 @@
 //! The one place that knows the three engines: std threads, loom and shuttle.
 //!
-//! Everything above this module is written once against [`RawMutex`], [`RawCondvar`],
+//! Everything above this module is written once against [`RawMutex`], [`Parker`],
 //! [`spawn`] and the current-goroutine slot; each of those dispatches on the engine the
 //! execution was created for. The runtime keeps all of its state behind a single
-//! [`RawMutex`] per execution and parks every blocked goroutine on its own [`RawCondvar`], so
+//! [`RawMutex`] per execution and parks every blocked goroutine on its own [`Parker`], so
 //! each Go operation is one scheduling step for loom and shuttle, and a goroutine blocked in
 //! Go is a thread blocked on a condition variable in the engine.
 
@@ -30,11 +30,20 @@ pub(crate) enum RawMutex {
     Shuttle(shuttle::sync::Mutex<()>),
 }
 
-/// A held [`RawMutex`].
+/// A held [`RawMutex`]. The guards are held for their `Drop`, which releases the lock.
+#[allow(dead_code)]
 pub(crate) enum RawGuard<'a> {
     Std(std::sync::MutexGuard<'a, ()>),
     Loom(loom::sync::MutexGuard<'a, ()>),
     Shuttle(shuttle::sync::MutexGuard<'a, ()>),
+    /// loom and shuttle, after a park: the goroutine holds no engine lock, yet runs alone in
+    /// the runtime. Both engines switch threads only inside their own operations, and inside
+    /// the runtime (between taking the lock and releasing it) only operations that do not
+    /// switch are called: waking and spawning are deferred until after the release. So no
+    /// goroutine is ever switched out while it holds the runtime, and one that resumes from a
+    /// park is alone in it. Re-locking after every wakeup would add a scheduling point that
+    /// changes nothing, since the waker has already completed the woken goroutine's operation.
+    Resumed,
 }
 
 impl RawMutex {
@@ -59,44 +68,101 @@ impl RawMutex {
     }
 }
 
-/// A condition variable on which exactly one goroutine parks.
-pub(crate) enum RawCondvar {
+/// Where exactly one goroutine parks while it is blocked in a Go operation.
+///
+/// On `std` it is a condition variable of the execution's lock. Under loom and shuttle it is
+/// the engine thread's park token: `unpark` is not a scheduling point there and `park` is the
+/// one the goroutine needs anyway, where a condition variable would add three (wait, re-lock,
+/// notify), and every scheduling point multiplies the interleavings to explore. The lock is
+/// released just before parking; no scheduling point lies in between, and an `unpark` that
+/// comes first is kept by the token, so no wakeup is lost.
+pub(crate) enum Parker {
     Std(std::sync::Condvar),
-    Loom(loom::sync::Condvar),
-    Shuttle(shuttle::sync::Condvar),
+    Loom(std::sync::Mutex<Option<loom::thread::Thread>>),
+    Shuttle(std::sync::Mutex<Option<shuttle::thread::Thread>>),
 }
 
-impl RawCondvar {
+impl Parker {
     pub(crate) fn new(kind: EngineKind) -> Self {
         match kind {
-            EngineKind::Std => RawCondvar::Std(std::sync::Condvar::new()),
-            EngineKind::Loom => RawCondvar::Loom(loom::sync::Condvar::new()),
-            EngineKind::Shuttle => RawCondvar::Shuttle(shuttle::sync::Condvar::new()),
+            EngineKind::Std => Parker::Std(std::sync::Condvar::new()),
+            EngineKind::Loom => Parker::Loom(std::sync::Mutex::new(None)),
+            EngineKind::Shuttle => Parker::Shuttle(std::sync::Mutex::new(None)),
         }
     }
 
-    /// Releases `guard`, waits for a notification (or a spurious wakeup) and takes the lock
-    /// again. Callers always wait in a loop on a condition of the books.
-    pub(crate) fn wait<'a>(&self, guard: RawGuard<'a>) -> RawGuard<'a> {
+    /// Binds the parker to the calling engine thread (loom, shuttle). Called by each goroutine
+    /// before its first Go operation.
+    pub(crate) fn bind_current(&self) {
+        match self {
+            Parker::Std(_) => {}
+            Parker::Loom(t) => {
+                let me = loom::thread::current();
+                *t.lock().unwrap_or_else(PoisonError::into_inner) = Some(me);
+            }
+            Parker::Shuttle(t) => {
+                let me = shuttle::thread::current();
+                *t.lock().unwrap_or_else(PoisonError::into_inner) = Some(me);
+            }
+        }
+    }
+
+    /// Releases `guard`, runs `after_release(deferred)`, waits for a notification (or a
+    /// spurious wakeup), and holds the runtime again. Callers wait in a loop on a condition of
+    /// the books.
+    pub(crate) fn wait<'a, D>(
+        &self,
+        guard: RawGuard<'a>,
+        deferred: Vec<D>,
+        lock: &'a RawMutex,
+        after_release: impl FnOnce(Vec<D>),
+    ) -> RawGuard<'a> {
+        let has_actions = |d: &Vec<D>| !d.is_empty();
         match (self, guard) {
-            (RawCondvar::Std(c), RawGuard::Std(g)) => {
-                RawGuard::Std(c.wait(g).unwrap_or_else(PoisonError::into_inner))
+            (Parker::Std(c), RawGuard::Std(g)) => {
+                if !has_actions(&deferred) {
+                    return RawGuard::Std(c.wait(g).unwrap_or_else(PoisonError::into_inner));
+                }
+                drop(g);
+                after_release(deferred);
+                // Return as from a spurious wakeup: the condition may have changed while the
+                // lock was released, and the caller checks it again before waiting.
+                lock.lock()
             }
-            (RawCondvar::Loom(c), RawGuard::Loom(g)) => {
-                RawGuard::Loom(c.wait(g).unwrap_or_else(PoisonError::into_inner))
+            (Parker::Loom(_), g @ (RawGuard::Loom(_) | RawGuard::Resumed)) => {
+                drop(g);
+                after_release(deferred);
+                loom::thread::park();
+                RawGuard::Resumed
             }
-            (RawCondvar::Shuttle(c), RawGuard::Shuttle(g)) => {
-                RawGuard::Shuttle(c.wait(g).unwrap_or_else(PoisonError::into_inner))
+            (Parker::Shuttle(_), g @ (RawGuard::Shuttle(_) | RawGuard::Resumed)) => {
+                drop(g);
+                after_release(deferred);
+                shuttle::thread::park();
+                RawGuard::Resumed
             }
-            _ => unreachable!("a condition variable waits only on the lock of its own engine"),
+            _ => unreachable!("a goroutine parks only under the lock of its own engine"),
         }
     }
 
+    /// Wakes the goroutine if it is parked; otherwise its next park returns at once.
     pub(crate) fn notify(&self) {
         match self {
-            RawCondvar::Std(c) => c.notify_one(),
-            RawCondvar::Loom(c) => c.notify_one(),
-            RawCondvar::Shuttle(c) => c.notify_one(),
+            Parker::Std(c) => c.notify_one(),
+            // The thread handle is cloned out first: shuttle switches threads inside `unpark`,
+            // and the next thread on this OS thread may want the same std mutex.
+            Parker::Loom(t) => {
+                let t = t.lock().unwrap_or_else(PoisonError::into_inner).clone();
+                if let Some(t) = t {
+                    t.unpark();
+                }
+            }
+            Parker::Shuttle(t) => {
+                let t = t.lock().unwrap_or_else(PoisonError::into_inner).clone();
+                if let Some(t) = t {
+                    t.unpark();
+                }
+            }
         }
     }
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::clock::VClock;
 use super::ObjId;
-use crate::engine::RawCondvar;
+use crate::engine::Parker;
 
 /// A goroutine's index in its execution's table. `main` is 0.
 pub(crate) type Gid = usize;
@@ -25,7 +25,7 @@ pub(crate) struct Goroutine {
     /// What the goroutine is doing now.
     pub(crate) status: Status,
     /// The condition variable it parks on; an `Arc` so it can be waited on while the table grows.
-    pub(crate) parker: Arc<RawCondvar>,
+    pub(crate) parker: Arc<Parker>,
     /// Counts the goroutine's parks; a [`Waiter`] left in a queue is valid only for its park.
     pub(crate) token: u64,
     /// Set by whoever completes the goroutine's pending operation; taken when it resumes.

@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::engine::{self, Current, EngineKind, RawCondvar, RawGuard, RawMutex};
+use crate::engine::{self, Current, EngineKind, Parker, RawGuard, RawMutex};
 use crate::report::{ExecutionReport, GoroutineInfo, RaceReport, TraceEvent, Verdict};
 use cell::{RtCell, RtMut};
 use clock::VClock;
@@ -125,12 +125,25 @@ pub(crate) struct Books {
     pub(crate) rng: u64,
     /// Set when the engine cannot hold the kernel.
     pub(crate) engine_error: Option<String>,
+    /// What to do once the lock is released: wake goroutines, start the timer goroutine.
+    pub(crate) deferred: Vec<Deferred>,
+}
+
+/// An action the runtime takes only after releasing the lock. Under shuttle, waking a thread
+/// and starting one are scheduling points; outside the lock, no goroutine is ever switched out
+/// in the middle of the runtime, which is what lets a woken goroutine resume without
+/// re-locking (see `RawGuard::Resumed`). On `std` it spares the woken thread a contended lock.
+pub(crate) enum Deferred {
+    Wake(Arc<Parker>),
+    StartTimerGoroutine(timer::HelperStart),
 }
 
 static NEXT_EXECUTION: AtomicU64 = AtomicU64::new(1);
 
 /// One run of a kernel.
 pub(crate) struct Execution {
+    /// The `Arc` this execution lives in (to start threads from deferred actions).
+    me: std::sync::Weak<Execution>,
     /// Unique across the process; objects carry it to catch use in another execution.
     pub(crate) id: u64,
     pub(crate) kind: EngineKind,
@@ -156,6 +169,7 @@ impl Execution {
         kind: EngineKind,
         config: ExecConfig,
         main_at: &'static Location<'static>,
+        main_parker: Arc<Parker>,
     ) -> Self {
         let id = NEXT_EXECUTION.fetch_add(1, Ordering::Relaxed);
         let mut clock = VClock::default();
@@ -165,7 +179,7 @@ impl Execution {
             created_at: main_at,
             system: false,
             status: Status::Runnable,
-            parker: Arc::new(RawCondvar::new(kind)),
+            parker: main_parker,
             token: 0,
             fired: None,
             clock,
@@ -187,8 +201,10 @@ impl Execution {
             helper: None,
             rng: config.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1,
             engine_error: None,
+            deferred: Vec::new(),
         };
         Execution {
+            me: std::sync::Weak::new(),
             id,
             kind,
             lock: RawMutex::new(kind),
@@ -306,7 +322,7 @@ impl<'e> Ctx<'e> {
 
     /// Releases the lock and unwinds this goroutine: the execution is over.
     pub(crate) fn unwind(&mut self) -> ! {
-        drop(self.guard.take());
+        self.release();
         panic::resume_unwind(Box::new(Abort))
     }
 
@@ -327,7 +343,7 @@ impl<'e> Ctx<'e> {
                 phase: Phase::Done,
             });
         }
-        drop(self.guard.take());
+        self.release();
         panic::resume_unwind(Box::new(GoPanic {
             message: message.into(),
             at,
@@ -403,13 +419,31 @@ impl<'e> Ctx<'e> {
         self.wait_until_fired()
     }
 
-    /// Releases the lock until `parker` is notified (or wakes spuriously), then takes it again.
-    pub(crate) fn wait_on(&mut self, parker: &RawCondvar) {
+    /// Releases the lock (and runs the deferred actions) until `parker` is notified (or wakes
+    /// spuriously), then holds the runtime again.
+    pub(crate) fn wait_on(&mut self, parker: &Parker) {
+        let deferred = self.take_deferred();
         let guard = self
             .guard
             .take()
             .expect("a waiting goroutine holds the lock");
-        self.guard = Some(parker.wait(guard));
+        self.guard = Some(parker.wait(guard, deferred, &self.exec.lock, |d| {
+            self.exec.run_deferred(d)
+        }));
+    }
+
+    fn take_deferred(&self) -> Vec<Deferred> {
+        if self.guard.is_none() {
+            return Vec::new();
+        }
+        std::mem::take(&mut self.books().deferred)
+    }
+
+    /// Releases the lock, then runs the deferred actions.
+    fn release(&mut self) {
+        let deferred = self.take_deferred();
+        drop(self.guard.take());
+        self.exec.run_deferred(deferred);
     }
 
     /// Waits on this goroutine's condition variable until it is fired (or the execution ends).
@@ -462,7 +496,7 @@ impl<'e> Ctx<'e> {
             let unfinished = b.unfinished();
             if unfinished == 0 {
                 // Clean: main is waiting for this.
-                b.goroutines[MAIN].parker.notify();
+                b.wake(MAIN);
             } else {
                 let message = format!(
                     "{} goroutine{} still blocked after main returned",
@@ -505,9 +539,25 @@ impl<'e> Ctx<'e> {
 
 impl Drop for Ctx<'_> {
     fn drop(&mut self) {
-        // The guard releases the lock; nothing else to do. (Explicit for readers: a `Ctx`
-        // is the lock.)
-        drop(self.guard.take());
+        self.release();
+    }
+}
+
+impl Execution {
+    /// Runs actions deferred until the lock was released.
+    fn run_deferred(&self, deferred: Vec<Deferred>) {
+        for d in deferred {
+            match d {
+                Deferred::Wake(parker) => parker.notify(),
+                Deferred::StartTimerGoroutine(start) => {
+                    let me = self
+                        .me
+                        .upgrade()
+                        .expect("an execution outlives its operations");
+                    timer::start_timer_goroutine(&me, start);
+                }
+            }
+        }
     }
 }
 
@@ -550,8 +600,10 @@ impl Books {
                 None => g.deposit = Some(c.clone()),
             }
         }
-        g.parker.notify();
-        if !g.system {
+        let parker = g.parker.clone();
+        let system = g.system;
+        self.deferred.push(Deferred::Wake(parker));
+        if !system {
             self.running += 1;
         }
     }
@@ -572,16 +624,22 @@ impl Books {
     /// Marks the execution over and wakes every goroutine that could be waiting.
     pub(crate) fn abort(&mut self) {
         self.aborting = true;
-        for g in &self.goroutines {
-            if !matches!(g.status, Status::Finished) {
-                g.parker.notify();
+        for i in 0..self.goroutines.len() {
+            if !matches!(self.goroutines[i].status, Status::Finished) {
+                self.wake(i);
             }
         }
     }
 
-    pub(crate) fn wake_helper(&self) {
+    /// Wakes goroutine `g` (once the lock is released) to look at the books again.
+    pub(crate) fn wake(&mut self, g: Gid) {
+        let parker = self.goroutines[g].parker.clone();
+        self.deferred.push(Deferred::Wake(parker));
+    }
+
+    pub(crate) fn wake_helper(&mut self) {
         if let Some(h) = self.helper {
-            self.goroutines[h].parker.notify();
+            self.wake(h);
         }
     }
 
@@ -711,7 +769,12 @@ pub(crate) fn run_execution(
     kernel: &(dyn Fn() + Send + Sync),
     main_at: &'static Location<'static>,
 ) -> ExecutionReport {
-    let exec = Arc::new(Execution::new(kind, config, main_at));
+    let parker = Arc::new(Parker::new(kind));
+    parker.bind_current();
+    let exec = Arc::new_cyclic(|me| Execution {
+        me: me.clone(),
+        ..Execution::new(kind, config, main_at, parker)
+    });
     engine::set_current(
         kind,
         Some(Current {
@@ -733,6 +796,7 @@ pub(crate) fn spawn_goroutine(
 ) {
     let exec = current_exec();
     let mut cx = exec.enter(at);
+    let parker = Arc::new(Parker::new(exec.kind));
     let child = {
         let mut b = cx.books();
         let child = b.goroutines.len();
@@ -760,7 +824,7 @@ pub(crate) fn spawn_goroutine(
             created_at: at,
             system: false,
             status: Status::Runnable,
-            parker: Arc::new(RawCondvar::new(exec.kind)),
+            parker: parker.clone(),
             token: 0,
             fired: None,
             clock,
@@ -772,11 +836,16 @@ pub(crate) fn spawn_goroutine(
         child
     };
     drop(cx);
-    start_thread(&exec, child, f);
+    start_thread(&exec, child, parker, f);
 }
 
-/// Starts the engine thread of goroutine `gid` (already in the table).
-pub(crate) fn start_thread(exec: &Arc<Execution>, gid: Gid, f: Box<dyn FnOnce() + Send>) {
+/// Starts the engine thread of goroutine `gid` (already in the table, with `parker`).
+pub(crate) fn start_thread(
+    exec: &Arc<Execution>,
+    gid: Gid,
+    parker: Arc<Parker>,
+    f: Box<dyn FnOnce() + Send>,
+) {
     let kind = exec.kind;
     let thread_exec = exec.clone();
     let name = format!("goroutine-{gid}");
@@ -791,6 +860,7 @@ pub(crate) fn start_thread(exec: &Arc<Execution>, gid: Gid, f: Box<dyn FnOnce() 
                 gid,
             }),
         );
+        parker.bind_current();
         let result = panic::catch_unwind(panic::AssertUnwindSafe(f));
         goroutine_exit(&thread_exec, gid, result);
         engine::set_current(kind, None);
@@ -828,7 +898,7 @@ fn goroutine_exit(exec: &Execution, gid: Gid, result: Result<(), Box<dyn Any + S
     }
     b.live -= 1;
     // main may be waiting for this goroutine, for all of them, or for the execution to settle.
-    b.goroutines[MAIN].parker.notify();
+    b.wake(MAIN);
     cx.settle(&mut b);
 }
 

@@ -21,7 +21,7 @@ use super::{
 };
 use crate::chan::Chan;
 use crate::context::Node;
-use crate::engine::RawCondvar;
+use crate::engine::{EngineKind, Parker};
 use crate::time::Instant;
 
 pub(crate) type TimerId = u64;
@@ -174,20 +174,17 @@ impl Ctx<'_> {
         }
     }
 
-    /// Arms a timer, creating the execution's timer goroutine on first use. Returns the timer
-    /// and, in eager mode, the helper goroutine the caller must start once the lock is released.
-    pub(crate) fn arm_timer(
-        &self,
-        b: &mut Books,
-        after: Duration,
-        kind: TimerKind,
-    ) -> (super::timer::TimerId, Option<Gid>) {
+    /// Arms a timer, creating the execution's timer goroutine on first use (in eager mode its
+    /// thread starts once the lock is released).
+    pub(crate) fn arm_timer(&self, b: &mut Books, after: Duration, kind: TimerKind) -> TimerId {
         let clock = self.release_clock(b);
         let deadline = b.now + after;
         let id = b.timers.arm(deadline, kind, clock);
-        let start = self.ensure_timer_goroutine(b);
+        if let Some(start) = self.ensure_timer_goroutine(b) {
+            b.deferred.push(super::Deferred::StartTimerGoroutine(start));
+        }
         b.wake_helper();
-        (id, start)
+        id
     }
 
     /// The arming goroutine's clock, ticked: a release.
@@ -203,12 +200,23 @@ impl Ctx<'_> {
 
     /// Adds the timer goroutine to the table if it is not there yet; in eager mode its thread
     /// must then be started (see [`start_timer_goroutine`]).
-    fn ensure_timer_goroutine(&self, b: &mut Books) -> Option<Gid> {
+    fn ensure_timer_goroutine(&self, b: &mut Books) -> Option<HelperStart> {
         if b.helper.is_some() {
             return None;
         }
         let gid = b.goroutines.len();
         let eager = self.exec.config.timers == TimerMode::Eager;
+        if eager && self.exec.kind == EngineKind::Loom && gid >= loom::MAX_THREADS {
+            let message = format!(
+                "loom holds at most {} threads; this kernel's goroutines leave none for the timer \
+                 goroutine (eager timers)",
+                loom::MAX_THREADS
+            );
+            b.engine_error = Some(message.clone());
+            self.fail(b, crate::report::Verdict::Panic, message, None);
+            return None;
+        }
+        let parker = Arc::new(Parker::new(self.exec.kind));
         let since = b.step;
         b.goroutines.push(Goroutine {
             name: "timers".to_string(),
@@ -224,7 +232,7 @@ impl Ctx<'_> {
                     since,
                 })
             },
-            parker: Arc::new(RawCondvar::new(self.exec.kind)),
+            parker: parker.clone(),
             token: 0,
             fired: None,
             clock: VClock::default(),
@@ -233,19 +241,27 @@ impl Ctx<'_> {
         b.helper = Some(gid);
         if eager {
             b.live += 1;
-            Some(gid)
+            Some(HelperStart { gid, parker })
         } else {
             None
         }
     }
 }
 
-/// Starts the thread of the eager timer goroutine `gid`.
-pub(crate) fn start_timer_goroutine(exec: &Arc<Execution>, gid: Gid) {
+/// The eager timer goroutine, in the table, whose thread is still to be started.
+pub(crate) struct HelperStart {
+    gid: Gid,
+    parker: Arc<Parker>,
+}
+
+/// Starts the thread of the eager timer goroutine.
+pub(crate) fn start_timer_goroutine(exec: &Arc<Execution>, start: HelperStart) {
     let body_exec = exec.clone();
+    let gid = start.gid;
     super::start_thread(
         exec,
         gid,
+        start.parker,
         Box::new(move || timer_goroutine(&body_exec, gid)),
     );
 }

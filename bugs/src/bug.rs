@@ -1,0 +1,136 @@
+//! What the corpus knows about each bug: the metadata a kernel registers.
+
+use std::fmt;
+
+use primitives::Verdict;
+
+/// Which side of the upstream fix a kernel runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Variant {
+    /// The code as it was when the bug was found.
+    Buggy,
+    /// The code with the upstream fix (or, where the metadata says so, ours).
+    Fixed,
+}
+
+impl Variant {
+    pub const ALL: [Variant; 2] = [Variant::Buggy, Variant::Fixed];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Variant::Buggy => "buggy",
+            Variant::Fixed => "fixed",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Variant> {
+        Variant::ALL.into_iter().find(|v| v.as_str() == name)
+    }
+
+    /// `true` for the fixed variant: `if v.fixed() { ... }` reads as the upstream diff.
+    pub fn fixed(self) -> bool {
+        self == Variant::Fixed
+    }
+}
+
+impl fmt::Display for Variant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Whether loom can run a kernel, or why not.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Loom {
+    /// The kernel fits loom (main and at most four other threads) and loom reaches its failure.
+    Applies,
+    /// loom cannot hold or cannot reach the kernel's failure; the reason, for reports.
+    DoesNotApply(&'static str),
+}
+
+/// How hard to look, per engine. The defaults suit kernels of a few goroutines.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Budget {
+    /// shuttle iterations, per scheduler.
+    pub shuttle: u64,
+    /// The most loom executions (loom's search usually ends sooner).
+    pub loom: u64,
+    /// Real-thread runs of the native baseline.
+    pub std: u64,
+    /// PCT's bug depth.
+    pub pct_depth: usize,
+    /// loom's preemption bound.
+    pub preemption_bound: Option<usize>,
+    /// Go operations per execution before it counts as a livelock (or a leak after main).
+    pub max_steps: u64,
+}
+
+impl Budget {
+    pub const DEFAULT: Budget = Budget {
+        shuttle: 1_000,
+        loom: 20_000,
+        std: 200,
+        pct_depth: 3,
+        preemption_bound: Some(3),
+        max_steps: 5_000,
+    };
+}
+
+/// One bug of the corpus.
+#[derive(Debug)]
+pub struct Bug {
+    /// `<project>_<number>` (or `<project>_<commit prefix>`), as in the catalogue.
+    pub id: &'static str,
+    /// `kubernetes`, `etcd`, `grpc`, `moby`, or a documented pattern's project.
+    pub project: &'static str,
+    /// The upstream pull request (or commit) that fixed it.
+    pub upstream: &'static str,
+    /// The kind of bug, in GoBench's and the ASPLOS'19 study's terms ("RWR deadlock").
+    pub category: &'static str,
+    /// What the buggy variant ends in.
+    pub expected: Verdict,
+    /// The kernel: the body of the upstream Go test, buggy or fixed.
+    pub kernel: fn(Variant),
+    pub loom: Loom,
+    pub budget: Budget,
+    /// The walkthrough, in Markdown (also the module's documentation).
+    pub walkthrough: &'static str,
+    /// The GoKer kernel's folder in timmyyuan/gobench, if there is one.
+    pub goker: Option<&'static str>,
+    /// The change's file in system-pclub/go-concurrency-bugs, if there is one.
+    pub asplos: Option<&'static str>,
+    /// No upstream code was found: the kernel is built from the documented description.
+    pub reconstructed: bool,
+    /// The upstream fix is unknown: the fixed variant is the corpus's own, minimal one.
+    pub fix_is_ours: bool,
+    /// The kernel's source file.
+    pub file: &'static str,
+}
+
+impl Bug {
+    /// The fields most bugs leave as they are; a registration ends with `..Bug::DEFAULT`.
+    pub const DEFAULT: Bug = Bug {
+        id: "",
+        project: "",
+        upstream: "",
+        category: "",
+        expected: Verdict::Deadlock,
+        kernel: |_| {},
+        loom: Loom::Applies,
+        budget: Budget::DEFAULT,
+        walkthrough: "",
+        goker: None,
+        asplos: None,
+        reconstructed: false,
+        fix_is_ours: false,
+        file: "",
+    };
+
+    /// The walkthrough's first heading, without the `#`.
+    pub fn title(&self) -> &'static str {
+        self.walkthrough
+            .lines()
+            .find_map(|l| l.strip_prefix("# "))
+            .unwrap_or(self.id)
+    }
+}

@@ -1,0 +1,31 @@
+//! `math/rand`: the pseudo-random numbers some kernels branch on.
+//!
+//! A draw is a choice the engine makes, like the choice among ready `select` cases: shuttle's
+//! scheduler draws it (it is part of the schedule, so replays draw the same), `std` draws from
+//! the runtime's seeded generator, and loom, which cannot branch on a value, always draws 0.
+
+use std::panic::Location;
+
+use crate::engine::{self, EngineKind};
+use crate::rt::current_exec;
+
+/// `rand.Intn(n)`: a number in `0..n`.
+///
+/// # Panics
+///
+/// `invalid argument to Intn` if `n` is zero, as Go's does.
+#[track_caller]
+pub fn intn(n: usize) -> usize {
+    let exec = current_exec();
+    let mut cx = exec.enter(Location::caller());
+    if n == 0 {
+        cx.go_panic("invalid argument to Intn");
+    }
+    if n == 1 {
+        return 0;
+    }
+    match exec.kind {
+        EngineKind::Std => cx.books().random(n),
+        kind => engine::scheduler_choice(kind, n).unwrap_or(0),
+    }
+}
