@@ -42,6 +42,8 @@ fn main() {
                 id.starts_with(&format!("{project}_")),
                 "bugs/src/{project}/{id}.rs: a bug's file is named by its id, `{project}_<number>`"
             );
+            // Absolute: a relative #[path] in an included file resolves against OUT_DIR.
+            // (Reports show locations relative to the workspace root all the same.)
             writeln!(
                 modules,
                 "    #[path = {:?}]\n    pub mod {id};",

@@ -1,45 +1,62 @@
+//! A developer's probe: explore one bug variant on one engine and print what happened.
+//!
+//! `cargo run --release -p bugs --example probe -- <id> <engine> <buggy|fixed> [budget] [bound]`
+
 use bugs::run::{self, Overrides};
 use bugs::Variant;
 use primitives::explore::Engine;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let bug = bugs::find(&args[1]).unwrap();
-    let engine = Engine::parse(&args[2]).unwrap();
-    let variant = Variant::parse(&args[3]).unwrap();
-    let budget: u64 = args.get(4).map(|s| s.parse().unwrap()).unwrap_or(100000);
-    let bound: Option<usize> = args.get(5).map(|s| s.parse().unwrap());
-    let mut s = run::settings(
-        bug,
-        variant,
-        engine,
-        Overrides {
-            budget: Some(budget),
-            seed: None,
-        },
-    );
-    if bound.is_some() {
-        s.preemption_bound = bound;
+    let usage = "usage: probe <id> <loom|shuttle-pct|shuttle-random|std> <buggy|fixed> [budget] [preemption-bound]";
+    let (Some(bug), Some(engine), Some(variant)) = (
+        args.get(1).and_then(|a| bugs::find(a)),
+        args.get(2).and_then(|a| Engine::parse(a)),
+        args.get(3).and_then(|a| Variant::parse(a)),
+    ) else {
+        eprintln!("{usage}");
+        std::process::exit(2);
+    };
+    let budget = args.get(4).and_then(|s| s.parse().ok());
+    let mut s = run::settings(bug, variant, engine, Overrides { budget, seed: None });
+    if let Some(b) = args.get(5).and_then(|s| s.parse().ok()) {
+        s.preemption_bound = Some(b);
     }
     let t = std::time::Instant::now();
     let f = primitives::explore::explore(&s, run::kernel(bug, variant));
     println!(
-        "{} {} {}: schedules={} failed={} exhaustive={} limit={:?} err={:?} {:.2}s",
+        "{} {engine} {variant}: schedules={} failures={:?} outcome={} exhaustive={} limit={:?} error={:?} {:.2}s",
         bug.id,
-        engine,
-        variant,
         f.schedules,
-        f.failed(),
+        f.failures.iter().filter(|(_, n)| **n > 0).collect::<Vec<_>>(),
+        run::outcome(bug, variant, &f),
         f.exhaustive,
         f.limit,
         f.error,
         t.elapsed().as_secs_f64()
     );
     if let Some(ff) = f.first_failure {
+        let r = &ff.report;
         println!(
-            "first failure at {}: {} {}\n{}",
-            ff.schedule, ff.report.verdict, ff.report.message, ff.report.dump
+            "first failure at schedule {} (replay {:?}): {}: {}",
+            ff.schedule, ff.replay, r.verdict, r.message
         );
-        println!("steps={} trace={}", ff.report.steps, ff.report.trace.len());
+        println!("{}", r.dump);
+        for e in &r.trace {
+            let name = &r.goroutines[e.g].name;
+            println!(
+                "{:>4} {:<18} {:<10}{} {:<24} {}{}",
+                e.step,
+                format!("g{} {}", e.g, name),
+                e.op,
+                if e.blocked { " BLOCKS" } else { "" },
+                e.obj.clone().unwrap_or_default(),
+                e.at,
+                e.detail
+                    .as_ref()
+                    .map(|d| format!(" ({d})"))
+                    .unwrap_or_default()
+            );
+        }
     }
 }

@@ -29,3 +29,9 @@ pub fn intn(n: usize) -> usize {
         kind => engine::scheduler_choice(kind, n).unwrap_or(0),
     }
 }
+
+/// `rand.Int()`: a non-negative number (here below 2^31, which is all kernels need).
+#[track_caller]
+pub fn int() -> usize {
+    intn(1 << 31)
+}

@@ -223,8 +223,9 @@ pub fn select(cases: &mut [&mut dyn Case], has_default: bool) -> usize {
                 if let Some(e) = c.exec() {
                     if !Arc::ptr_eq(e, &exec) {
                         panic!(
-                            "primitives: a channel of the select at {at} was made in another \
-                             execution; objects belong to the execution that made them"
+                            "primitives: a channel of the select at {} was made in another \
+                             execution; objects belong to the execution that made them",
+                            crate::rt::Site(at)
                         );
                     }
                 }

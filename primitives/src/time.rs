@@ -63,10 +63,7 @@ impl fmt::Display for Instant {
 /// `time.Now()`: the current virtual time.
 #[track_caller]
 pub fn now() -> Instant {
-    let exec = current_exec();
-    let cx = exec.enter(Location::caller());
-    let now = cx.books().now;
-    Instant(now)
+    now_at(Location::caller())
 }
 
 /// `time.Sleep(d)`: parks the goroutine until `d` of virtual time has passed.
@@ -93,6 +90,40 @@ pub fn after(d: Duration) -> Chan<Instant> {
     Timer::start(d, Location::caller()).c
 }
 
+/// `time.Since(t)`: the virtual time elapsed since `t`.
+#[track_caller]
+pub fn since(t: Instant) -> Duration {
+    now_at(Location::caller()) - t
+}
+
+fn now_at(at: &'static Location<'static>) -> Instant {
+    let exec = current_exec();
+    let cx = exec.enter(at);
+    let now = cx.books().now;
+    Instant(now)
+}
+
+/// `time.AfterFunc(d, f)`: once `d` has passed, `f` runs in a goroutine of its own. The timer
+/// returned can stop it (its channel is never used).
+#[track_caller]
+pub fn after_func(d: Duration, f: impl FnOnce() + Send + 'static) -> Timer {
+    let at = Location::caller();
+    let exec = current_exec();
+    let c = Chan::nil();
+    let id = {
+        let cx = exec.enter(at);
+        let mut b = cx.books();
+        cx.event(&mut b, Op::TimerStart, None, 0);
+        cx.arm_timer(&mut b, d, TimerKind::Func(Box::new(f)))
+    };
+    Timer {
+        exec,
+        id,
+        c,
+        func: true,
+    }
+}
+
 /// `time.Tick(d)`: the channel of a ticker that is never stopped.
 #[track_caller]
 pub fn tick(d: Duration) -> Chan<Instant> {
@@ -104,6 +135,9 @@ pub struct Timer {
     exec: Arc<Execution>,
     id: TimerId,
     c: Chan<Instant>,
+    /// Made by `after_func`: the timer runs a function; `reset` cannot re-arm it (Go's can,
+    /// rarely used; not supported here).
+    func: bool,
 }
 
 impl fmt::Debug for Timer {
@@ -128,7 +162,12 @@ impl Timer {
             cx.event(&mut b, Op::TimerStart, None, 0);
             cx.arm_timer(&mut b, d, TimerKind::Chan(c.clone()))
         };
-        Timer { exec, id, c }
+        Timer {
+            exec,
+            id,
+            c,
+            func: false,
+        }
     }
 
     /// `t.C`.
@@ -146,8 +185,16 @@ impl Timer {
     }
 
     /// `t.Reset(d)`: re-arms the timer; `true` if it had been active.
+    ///
+    /// # Panics
+    ///
+    /// On a timer made by [`after_func`] (not supported).
     #[track_caller]
     pub fn reset(&self, d: Duration) -> bool {
+        assert!(
+            !self.func,
+            "primitives: Reset of an AfterFunc timer is not supported"
+        );
         let cx = self.exec.enter(Location::caller());
         let mut b = cx.books();
         cx.event(&mut b, Op::TimerStart, None, 0);

@@ -74,14 +74,6 @@ impl Engine {
         Engine::ALL.into_iter().find(|e| e.as_str() == name)
     }
 
-    pub(crate) fn kind(self) -> EngineKind {
-        match self {
-            Engine::Loom => EngineKind::Loom,
-            Engine::ShuttlePct | Engine::ShuttleRandom => EngineKind::Shuttle,
-            Engine::Std => EngineKind::Std,
-        }
-    }
-
     /// Whether a failing execution can be replayed from a schedule string.
     pub fn replayable(self) -> bool {
         self != Engine::Std
@@ -374,9 +366,7 @@ fn install_panic_hook() {
             Box::new(move |info: &panic::PanicHookInfo<'_>| {
                 if engine::active_engine().is_some() || QUIET.with(Cell::get) {
                     let message = rt::payload_message(info.payload());
-                    let location = info
-                        .location()
-                        .map(|l| format!("{}:{}", l.file(), l.line()));
+                    let location = info.location().map(|l| rt::site_of(l.file(), l.line()));
                     CAUGHT.with(|c| *c.borrow_mut() = Some(CaughtPanic { message, location }));
                     return;
                 }

@@ -34,10 +34,6 @@ impl VClock {
             }
         }
     }
-
-    pub(crate) fn is_empty(&self) -> bool {
-        self.0.iter().all(|&c| c == 0)
-    }
 }
 
 /// A point in one goroutine's history: its own clock entry when it acted.

@@ -136,6 +136,8 @@ pub(crate) struct Books {
 pub(crate) enum Deferred {
     Wake(Arc<Parker>),
     StartTimerGoroutine(timer::HelperStart),
+    /// A goroutine the runtime itself starts (`time.AfterFunc`).
+    StartGoroutine(Gid, Arc<Parker>, Box<dyn FnOnce() + Send>),
 }
 
 static NEXT_EXECUTION: AtomicU64 = AtomicU64::new(1);
@@ -258,12 +260,14 @@ impl Execution {
         engine::with_current(|c| match c {
             Some(c) if std::ptr::eq(Arc::as_ptr(&c.exec), self) => c.gid,
             Some(_) => panic!(
-                "primitives: the object used at {at} was made in another execution; \
-                 objects belong to the execution that made them"
+                "primitives: the object used at {} was made in another execution; \
+                 objects belong to the execution that made them",
+                Site(at)
             ),
             None => panic!(
-                "primitives: Go operation at {at} outside an execution; \
-                 run kernels through primitives::explore"
+                "primitives: Go operation at {} outside an execution; \
+                 run kernels through primitives::explore",
+                Site(at)
             ),
         })
     }
@@ -276,8 +280,9 @@ pub(crate) fn current_exec() -> Arc<Execution> {
     engine::with_current(|c| match c {
         Some(c) => c.exec.clone(),
         None => panic!(
-            "primitives: Go primitive used at {at} outside an execution; \
-             run kernels through primitives::explore"
+            "primitives: Go primitive used at {} outside an execution; \
+             run kernels through primitives::explore",
+            Site(at)
         ),
     })
 }
@@ -556,6 +561,13 @@ impl Execution {
                         .expect("an execution outlives its operations");
                     timer::start_timer_goroutine(&me, start);
                 }
+                Deferred::StartGoroutine(gid, parker, f) => {
+                    let me = self
+                        .me
+                        .upgrade()
+                        .expect("an execution outlives its operations");
+                    start_thread(&me, gid, parker, f);
+                }
             }
         }
     }
@@ -576,6 +588,15 @@ impl Books {
     pub(crate) fn label(&self, obj: ObjId) -> String {
         match self.objects.get(obj as usize) {
             Some(Some(meta)) => meta.label(),
+            _ => format!("object#{obj}"),
+        }
+    }
+
+    /// An object as a dump names it: its name, or its kind and where it was made.
+    pub(crate) fn describe(&self, obj: ObjId) -> String {
+        match self.objects.get(obj as usize) {
+            Some(Some(meta)) if meta.name.is_some() => format!("{} {}", meta.kind, meta.label()),
+            Some(Some(meta)) => format!("{} made at {}", meta.label(), Site(meta.created_at)),
             _ => format!("object#{obj}"),
         }
     }
@@ -678,9 +699,9 @@ impl Books {
                     let _ = writeln!(out, " [{}]:", w.reason);
                     let on = w
                         .obj
-                        .map(|o| format!(" on {}", self.label(o)))
+                        .map(|o| format!(" on {}", self.describe(o)))
                         .unwrap_or_default();
-                    let _ = writeln!(out, "\t{} (blocked since step {}{on})", w.at, w.since);
+                    let _ = writeln!(out, "\t{} (blocked since step {}{on})", Site(w.at), w.since);
                 }
                 Status::Runnable => {
                     let state = if failing.map(|f| f.0) == Some(i) {
@@ -690,7 +711,7 @@ impl Books {
                     };
                     let _ = writeln!(out, " [{state}]:");
                     if let Some((_, at)) = failing.filter(|f| f.0 == i) {
-                        let _ = writeln!(out, "\t{at}");
+                        let _ = writeln!(out, "\t{}", Site(at));
                     }
                 }
                 Status::Returned => {
@@ -704,7 +725,7 @@ impl Books {
                 // The helper is the runtime's; say so rather than let it pass for the kernel's.
                 let _ = writeln!(out, "\t(runtime timer goroutine)");
             } else if i != MAIN {
-                let _ = writeln!(out, "\tcreated at {}", g.created_at);
+                let _ = writeln!(out, "\tcreated at {}", Site(g.created_at));
             }
         }
         out
@@ -719,12 +740,12 @@ impl Books {
                     Status::Runnable => ("runnable".to_string(), None),
                     Status::Returned => ("returned".to_string(), None),
                     Status::Finished => ("finished".to_string(), None),
-                    Status::Blocked(w) => (w.reason.to_string(), Some(w.at.to_string())),
+                    Status::Blocked(w) => (w.reason.to_string(), Some(Site(w.at).to_string())),
                 };
                 GoroutineInfo {
                     id: i,
                     name: g.name.clone(),
-                    created_at: g.created_at.to_string(),
+                    created_at: Site(g.created_at).to_string(),
                     state,
                     blocked_at,
                     system: g.system,
@@ -742,7 +763,10 @@ impl Books {
                 g: e.g,
                 op: e.op.name(e.arg),
                 obj: e.obj.map(|o| self.label(o)),
-                at: e.at.to_string(),
+                at: match e.op {
+                    Op::Exit | Op::Return => String::new(),
+                    _ => Site(e.at).to_string(),
+                },
                 blocked: e.phase == Phase::Blocked,
                 blocking_kind: e.op.can_block(),
                 detail: match e.op {
@@ -796,32 +820,45 @@ pub(crate) fn spawn_goroutine(
 ) {
     let exec = current_exec();
     let mut cx = exec.enter(at);
-    let parker = Arc::new(Parker::new(exec.kind));
-    let child = {
+    let added = {
         let mut b = cx.books();
+        let parent_clock = cx.release_clock(&mut b);
+        cx.add_goroutine(&mut b, name, parent_clock)
+    };
+    let Some((child, parker)) = added else {
+        cx.unwind()
+    };
+    drop(cx);
+    start_thread(&exec, child, parker, f);
+}
+
+impl Ctx<'_> {
+    /// Adds a goroutine of the kernel to the table, runnable, started by this goroutine (or by
+    /// the runtime, for `time.AfterFunc`) whose clock at the `go` statement was `parent_clock`.
+    /// `None` (and the execution fails) when the engine cannot hold another thread.
+    pub(crate) fn add_goroutine(
+        &self,
+        b: &mut Books,
+        name: Option<String>,
+        parent_clock: VClock,
+    ) -> Option<(Gid, Arc<Parker>)> {
         let child = b.goroutines.len();
-        if exec.kind == EngineKind::Loom && child >= loom::MAX_THREADS {
+        if self.exec.kind == EngineKind::Loom && child >= loom::MAX_THREADS {
             let message = format!(
                 "loom holds at most {} threads (main and {} goroutines); this kernel starts more",
                 loom::MAX_THREADS,
                 loom::MAX_THREADS - 1
             );
             b.engine_error = Some(message.clone());
-            cx.fail(&mut b, Verdict::Panic, message, None);
-            drop(b);
-            cx.unwind();
+            self.fail(b, Verdict::Panic, message, None);
+            return None;
         }
-        let parent_clock = {
-            let parent = &mut b.goroutines[cx.gid];
-            let c = parent.clock.clone();
-            parent.clock.tick(cx.gid);
-            c
-        };
         let mut clock = parent_clock;
         clock.tick(child);
+        let parker = Arc::new(Parker::new(self.exec.kind));
         b.goroutines.push(Goroutine {
             name: name.unwrap_or_else(|| format!("g{child}")),
-            created_at: at,
+            created_at: self.at,
             system: false,
             status: Status::Runnable,
             parker: parker.clone(),
@@ -832,11 +869,9 @@ pub(crate) fn spawn_goroutine(
         });
         b.running += 1;
         b.live += 1;
-        cx.event(&mut b, Op::Go, None, child as i64);
-        child
-    };
-    drop(cx);
-    start_thread(&exec, child, parker, f);
+        self.event(b, Op::Go, None, child as i64);
+        Some((child, parker))
+    }
 }
 
 /// Starts the engine thread of goroutine `gid` (already in the table, with `parker`).
@@ -909,7 +944,7 @@ fn record_panic(cx: &Ctx<'_>, b: &mut Books, payload: Box<dyn Any + Send>) {
     }
     let name = b.goroutines[cx.gid].name.clone();
     let (verdict, message, at) = match payload.downcast::<GoPanic>() {
-        Ok(p) => (Verdict::Panic, p.message, Some(p.at.to_string())),
+        Ok(p) => (Verdict::Panic, p.message, Some(Site(p.at).to_string())),
         Err(payload) => {
             let caught = crate::explore::take_panic();
             let message = caught
@@ -1029,4 +1064,36 @@ impl Books {
             engine_error: self.engine_error.take(),
         }
     }
+}
+
+/// A source location as reports show it: `file:line:col`, the file relative to the workspace
+/// root (kernels compiled from absolute paths would otherwise name this machine's folders).
+pub(crate) struct Site(pub(crate) &'static Location<'static>);
+
+impl std::fmt::Display for Site {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let file = self.0.file();
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .and_then(|p| p.to_str())
+            .unwrap_or("");
+        let file = file
+            .strip_prefix(root)
+            .map(|f| f.trim_start_matches('/'))
+            .unwrap_or(file);
+        write!(f, "{file}:{}:{}", self.0.line(), self.0.column())
+    }
+}
+
+/// A panic hook's location, shown like a [`Site`].
+pub(crate) fn site_of(file: &str, line: u32) -> String {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .and_then(|p| p.to_str())
+        .unwrap_or("");
+    let file = file
+        .strip_prefix(root)
+        .map(|f| f.trim_start_matches('/'))
+        .unwrap_or(file);
+    format!("{file}:{line}")
 }

@@ -81,7 +81,7 @@ fn info(b: &Books, a: Access) -> AccessInfo {
         g: a.epoch.g,
         goroutine: b.goroutines[a.epoch.g].name.clone(),
         write: a.write,
-        at: a.at.to_string(),
+        at: super::Site(a.at).to_string(),
         step: a.step,
     }
 }

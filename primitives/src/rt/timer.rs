@@ -39,6 +39,8 @@ pub(crate) enum TimerKind {
     Sleep(Waiter),
     /// `context.WithTimeout` / `WithDeadline`: the context is cancelled.
     Context(Arc<Node>),
+    /// `time.AfterFunc`: the function starts in a goroutine of its own.
+    Func(Box<dyn FnOnce() + Send>),
 }
 
 pub(crate) struct TimerEntry {
@@ -161,6 +163,13 @@ impl Ctx<'_> {
                         },
                         None,
                     );
+                }
+            }
+            TimerKind::Func(f) => {
+                let lane_name = Some("AfterFunc".to_string());
+                if let Some((gid, parker)) = self.add_goroutine(b, lane_name, entry.clock) {
+                    b.deferred
+                        .push(super::Deferred::StartGoroutine(gid, parker, f));
                 }
             }
             TimerKind::Context(node) => {

@@ -181,3 +181,32 @@ fn lazy_timers_fire_only_when_everything_is_blocked() {
         }
     });
 }
+
+#[rstest]
+fn after_func_runs_its_function_in_a_goroutine_of_its_own(
+    #[values(Engine::Loom, Engine::ShuttlePct, Engine::ShuttleRandom, Engine::Std)] engine: Engine,
+) {
+    expect_clean(engine, || {
+        let done = Chan::new(0);
+        let d = done.clone();
+        let start = time::now();
+        time::after_func(Duration::from_secs(3), move || d.send(time::since(start)));
+        assert_eq!(done.recv(), Some(Duration::from_secs(3)));
+    });
+}
+
+#[rstest]
+fn a_stopped_after_func_never_runs(
+    #[values(Engine::Loom, Engine::ShuttlePct, Engine::ShuttleRandom, Engine::Std)] engine: Engine,
+) {
+    expect_clean(engine, || {
+        let ran = Chan::new(1);
+        let r = ran.clone();
+        let t = time::after_func(Duration::from_secs(3), move || r.send(()));
+        // Eager timers may fire before the stop; a stop that came first must prevent the run.
+        if t.stop() {
+            time::sleep(Duration::from_secs(10));
+            assert!(ran.is_empty(), "the function ran after Stop returned true");
+        }
+    });
+}
