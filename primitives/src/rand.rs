@@ -8,6 +8,7 @@ use std::panic::Location;
 
 use crate::engine::{self, EngineKind};
 use crate::rt::current_exec;
+use crate::rt::trace::Op;
 
 /// `rand.Intn(n)`: a number in `0..n`.
 ///
@@ -21,13 +22,14 @@ pub fn intn(n: usize) -> usize {
     if n == 0 {
         cx.go_panic("invalid argument to Intn");
     }
-    if n == 1 {
-        return 0;
-    }
-    match exec.kind {
+    let drawn = match exec.kind {
+        _ if n == 1 => 0,
         EngineKind::Std => cx.books().random(n),
         kind => engine::scheduler_choice(kind, n).unwrap_or(0),
-    }
+    };
+    let mut b = cx.books();
+    cx.event(&mut b, Op::Rand, None, drawn as i64);
+    drawn
 }
 
 /// `rand.Int()`: a non-negative number (here below 2^31, which is all kernels need).

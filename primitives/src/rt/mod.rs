@@ -778,6 +778,7 @@ impl Books {
                     Op::WgAdd if e.arg != -1 => Some(format!("delta {}", e.arg)),
                     Op::Recv if e.arg == 1 => Some("closed".to_string()),
                     Op::TryLock => Some(if e.arg == 1 { "acquired" } else { "busy" }.to_string()),
+                    Op::Rand => Some(format!("drew {}", e.arg)),
                     _ => None,
                 },
             })

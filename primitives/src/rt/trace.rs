@@ -38,6 +38,7 @@ pub(crate) enum Op {
     TimerFire,
     MapRead,
     MapWrite,
+    Rand,
     Panic,
 }
 
@@ -76,6 +77,7 @@ impl Op {
             Op::TimerFire => "timer fires",
             Op::MapRead => "map read",
             Op::MapWrite => "map write",
+            Op::Rand => "rand",
             Op::Panic => "panic",
         }
     }
