@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use primitives::Verdict;
+use primitives::{TimerMode, Verdict};
 
 /// Which side of the upstream fix a kernel runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -63,6 +63,12 @@ pub struct Budget {
     pub preemption_bound: Option<usize>,
     /// Go operations per execution before it counts as a livelock (or a leak after main).
     pub max_steps: u64,
+    /// How timers fire under loom and shuttle; `None` is eager (a timer may fire at any
+    /// scheduling point after it is armed). `Some(TimerMode::Lazy)` lets time pass only when
+    /// every goroutine is blocked: right for a test's watchdog (`case <-time.After(10 *
+    /// time.Second): t.Fatal(...)`), which in Go fires only when the work is stuck. `std`
+    /// always runs lazy timers.
+    pub timers: Option<TimerMode>,
 }
 
 impl Budget {
@@ -73,6 +79,7 @@ impl Budget {
         pct_depth: 3,
         preemption_bound: Some(3),
         max_steps: 5_000,
+        timers: None,
     };
 }
 

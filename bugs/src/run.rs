@@ -87,6 +87,9 @@ pub fn settings(bug: &Bug, variant: Variant, engine: Engine, overrides: Override
     s.pct_depth = b.pct_depth;
     s.preemption_bound = b.preemption_bound;
     s.max_steps = b.max_steps;
+    if engine != Engine::Std {
+        s.timers = b.timers;
+    }
     // A buggy search stops at its first failure; the baseline and fixed variants run it all.
     s.stop_at_first_failure = variant == Variant::Buggy && engine != Engine::Std;
     s

@@ -419,7 +419,8 @@ impl<T: Send + 'static> ChanInner<T> {
                 join_into(b, cx.gid, &msg.clock);
                 st.sends += 1;
                 st.recvs += 1;
-                let mine = b.goroutines[cx.gid].clock.clone();
+                // The receive happens before the unbuffered send completes: a release.
+                let mine = cx.release_clock(b);
                 b.fire(w, fired, Some(&mine));
                 return Some(Received::Value(msg.value));
             }
@@ -522,7 +523,7 @@ impl<T: Send + 'static> ChanInner<T> {
                 Some(v)
             }
             Received::Closed => {
-                cx.event(b, Op::Recv, Some(&self.meta), 1);
+                cx.event(b, Op::Recv, Some(&self.meta), -2);
                 None
             }
         }
@@ -541,7 +542,12 @@ impl<T: Send + 'static> ChanInner<T> {
     pub(crate) fn finish_recv(&self, cx: &mut Ctx<'_>, fired: Fired) -> Option<T> {
         let v = self.take_fired_recv(cx, fired);
         let mut b = cx.books();
-        cx.event(&mut b, Op::Recv, Some(&self.meta), i64::from(v.is_none()));
+        cx.event(
+            &mut b,
+            Op::Recv,
+            Some(&self.meta),
+            if v.is_none() { -2 } else { 0 },
+        );
         v
     }
 

@@ -32,6 +32,15 @@ pub fn go_named(name: &str, f: impl FnOnce() + Send + 'static) {
     spawn_goroutine(Some(name.to_string()), Location::caller(), Box::new(f));
 }
 
+/// `runtime.Gosched()`: lets other goroutines run (a scheduling point that deprioritizes the
+/// caller under loom and shuttle).
+#[track_caller]
+pub fn gosched() {
+    let exec = crate::rt::current_exec();
+    drop(exec.enter(Location::caller()));
+    crate::engine::yield_now(exec.kind);
+}
+
 /// Go's `defer`: runs `f` when the returned guard is dropped, at the end of the enclosing
 /// scope. Bind it to a named variable (`let _unlock = defer(...)`): `let _ = defer(...)` runs
 /// `f` at once.

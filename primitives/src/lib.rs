@@ -50,7 +50,7 @@ pub mod time;
 
 pub use chan::Chan;
 pub use explore::run;
-pub use go::{defer, go, go_named, Defer};
+pub use go::{defer, go, go_named, gosched, Defer};
 pub use map::GoMap;
 pub use report::{AccessInfo, ExecutionReport, GoroutineInfo, RaceReport, TraceEvent, Verdict};
 pub use rt::TimerMode;

@@ -49,6 +49,9 @@ mod sealed {
         /// Another case won: drop this case's queue entries.
         fn forget(&self, cx: &Ctx<'_>, w: Waiter);
         fn meta(&self) -> Option<&ObjMeta>;
+        /// The trace's name for the case once it completed: a send, or a receive (of a value, or
+        /// of the channel's close: `-2`, as for `recv`).
+        fn done_op(&self) -> (Op, i64);
     }
 }
 
@@ -80,6 +83,11 @@ impl<T: Send + 'static> RecvCase<T> {
 }
 
 impl<T: Send + 'static> CaseImpl for RecvCase<T> {
+    fn done_op(&self) -> (Op, i64) {
+        let closed = matches!(self.value, Some(None));
+        (Op::SelectRecv, if closed { -2 } else { 0 })
+    }
+
     fn exec(&self) -> Option<&Arc<Execution>> {
         self.chan.inner().map(|i| &i.exec)
     }
@@ -153,6 +161,10 @@ impl<T: Send + 'static> SendCase<T> {
 }
 
 impl<T: Send + 'static> CaseImpl for SendCase<T> {
+    fn done_op(&self) -> (Op, i64) {
+        (Op::SelectSend, 0)
+    }
+
     fn exec(&self) -> Option<&Arc<Execution>> {
         self.chan.inner().map(|i| &i.exec)
     }
@@ -246,12 +258,18 @@ pub fn select(cases: &mut [&mut dyn Case], has_default: bool) -> usize {
         let i = ready[pick];
         cases[i].complete(&mut cx);
         let mut b = cx.books();
-        cx.event(&mut b, Op::Select, cases[i].meta(), i as i64);
+        let (op, arg) = cases[i].done_op();
+        cx.event(&mut b, op, cases[i].meta(), arg);
         return i;
     }
     if has_default {
-        let mut b = cx.books();
-        cx.event(&mut b, Op::Select, None, -1);
+        {
+            let mut b = cx.books();
+            cx.event(&mut b, Op::Select, None, -1);
+        }
+        drop(cx);
+        // A select that takes its default is usually one turn of a polling loop.
+        engine::yield_now(exec.kind);
         return cases.len();
     }
     let live = cases.iter().filter(|c| c.exec().is_some()).count();
@@ -282,12 +300,8 @@ pub fn select(cases: &mut [&mut dyn Case], has_default: bool) -> usize {
     }
     cases[fired.case].finish(&mut cx, fired);
     let mut b = cx.books();
-    cx.event(
-        &mut b,
-        Op::Select,
-        cases[fired.case].meta(),
-        fired.case as i64,
-    );
+    let (op, arg) = cases[fired.case].done_op();
+    cx.event(&mut b, op, cases[fired.case].meta(), arg);
     fired.case
 }
 

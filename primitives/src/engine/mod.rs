@@ -259,3 +259,17 @@ pub(crate) fn scheduler_choice(kind: EngineKind, n: usize) -> Option<usize> {
         EngineKind::Std | EngineKind::Loom => None,
     }
 }
+
+/// Lets other threads run: the polling goroutine gives up its turn. Called outside the runtime.
+///
+/// Go's scheduler preempts a goroutine that spins, so a loop that polls (a `select` that takes
+/// its `default`, a failed `TryLock`) cannot starve the goroutine it waits for. loom and
+/// shuttle schedule cooperatively and would explore exactly that starvation; a yield there
+/// deprioritizes the poller, as fairness would.
+pub(crate) fn yield_now(kind: EngineKind) {
+    match kind {
+        EngineKind::Std => std::thread::yield_now(),
+        EngineKind::Loom => loom::thread::yield_now(),
+        EngineKind::Shuttle => shuttle::thread::yield_now(),
+    }
+}

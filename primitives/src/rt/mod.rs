@@ -462,6 +462,15 @@ impl<'e> Ctx<'e> {
                     if let Some(deposit) = g.deposit.take() {
                         g.clock.join(&deposit);
                     }
+                    // Its clock as it parked may have been published (a buffered slot, a
+                    // receive): what it does from here on is not covered by that.
+                    g.clock.tick(gid);
+                    drop(b);
+                    // Resuming is a step of its own: the trace shows the operation completing
+                    // where the goroutine runs again, after whatever ran in between.
+                    if !self.count_step() {
+                        self.unwind();
+                    }
                     return fired;
                 }
                 let parker = g.parker.clone();
@@ -771,12 +780,9 @@ impl Books {
                 blocking_kind: e.op.can_block(),
                 detail: match e.op {
                     Op::Go => Some(format!("starts goroutine {}", e.arg)),
-                    Op::Select if e.phase == Phase::Done && e.arg >= 0 => {
-                        Some(format!("case {}", e.arg))
-                    }
                     Op::Select if e.phase == Phase::Done => Some("default".to_string()),
+                    Op::Recv | Op::SelectRecv if e.arg == -2 => Some("closed".to_string()),
                     Op::WgAdd if e.arg != -1 => Some(format!("delta {}", e.arg)),
-                    Op::Recv if e.arg == 1 => Some("closed".to_string()),
                     Op::TryLock => Some(if e.arg == 1 { "acquired" } else { "busy" }.to_string()),
                     Op::Rand => Some(format!("drew {}", e.arg)),
                     _ => None,

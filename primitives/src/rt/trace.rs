@@ -15,6 +15,10 @@ pub(crate) enum Op {
     Recv,
     Close,
     Select,
+    /// A select that completed with a send case.
+    SelectSend,
+    /// A select that completed with a receive case.
+    SelectRecv,
     Lock,
     Unlock,
     TryLock,
@@ -53,6 +57,8 @@ impl Op {
             Op::Recv => "recv",
             Op::Close => "close",
             Op::Select => "select",
+            Op::SelectSend => "select send",
+            Op::SelectRecv => "select recv",
             Op::Lock => "Lock",
             Op::Unlock => "Unlock",
             Op::TryLock => "TryLock",
@@ -89,6 +95,8 @@ impl Op {
             Op::Send
                 | Op::Recv
                 | Op::Select
+                | Op::SelectSend
+                | Op::SelectRecv
                 | Op::Lock
                 | Op::RLock
                 | Op::WgWait

@@ -143,6 +143,12 @@ impl Mutex {
             Some(&self.inner.meta),
             i64::from(acquired),
         );
+        drop(b);
+        drop(cx);
+        if !acquired {
+            // A failed TryLock is usually one turn of a polling loop.
+            crate::engine::yield_now(self.inner.exec.kind);
+        }
         acquired
     }
 }

@@ -132,3 +132,27 @@ fn a_busy_goroutine_after_main_returns_is_a_leak(
         .report;
     assert_eq!(r.verdict, Verdict::Leak, "{}", r.message);
 }
+
+/// A goroutine that polls with select/default waits for another that closes a channel: Go's
+/// preemptive scheduler lets the closer run, and so do the engines (a default taken yields).
+#[rstest]
+fn a_polling_loop_does_not_starve_the_goroutine_it_waits_for(
+    #[values(Engine::Loom, Engine::ShuttlePct, Engine::ShuttleRandom, Engine::Std)] engine: Engine,
+) {
+    crate::harness::expect_clean(engine, || {
+        let stop = Chan::<()>::new(0);
+        let done = Chan::<()>::new(0);
+        let (s, d) = (stop.clone(), done.clone());
+        go(move || loop {
+            select! {
+                recv(s) -> _ => {
+                    d.close();
+                    return;
+                },
+                default => {},
+            }
+        });
+        stop.close();
+        done.recv();
+    });
+}

@@ -1,0 +1,416 @@
+//! The `harness` command line.
+//!
+//! Exit status: 0 when every expectation holds (or the command did what it was asked), 1 when
+//! an expectation does not hold, 2 for bad usage or input (one line on stderr says what was
+//! wrong and what is accepted).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use bugs::run::Overrides;
+use bugs::{Bug, Variant};
+use clap::{Parser, Subcommand};
+use primitives::explore::{self, Engine};
+
+use crate::results::{FirstFailure, Results};
+use crate::{html, matrix, output, summary, swimlane, walkthrough};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "harness",
+    version,
+    about = "Explore the corpus of Go concurrency bugs under loom, shuttle and std; write reports/",
+    long_about = "Without a command: run the whole corpus with default budgets, write reports/, and \
+                  exit 0 when every expectation holds, 1 otherwise."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// List the bugs of the corpus.
+    List,
+    /// Explore bugs (all by default) and write results.json, SUMMARY.md and index.html.
+    Run(RunArgs),
+    /// Run one recorded schedule again and print the goroutine dump and the trace.
+    Replay(ReplayArgs),
+    /// Print a bug's walkthrough with its first failing interleaving as swimlanes.
+    Explain(ExplainArgs),
+    /// Join results files (of shards) into one report.
+    Merge(MergeArgs),
+    /// Regenerate the trace blocks of walkthroughs from real runs.
+    Bless(BlessArgs),
+}
+
+#[derive(clap::Args, Debug, Default)]
+struct RunArgs {
+    /// Bug ids (default: every bug).
+    bugs: Vec<String>,
+    /// Engines: loom, shuttle-pct, shuttle-random, std (default: all).
+    #[arg(long = "engine", value_name = "ENGINE", num_args = 1..)]
+    engines: Vec<String>,
+    /// Executions per engine and variant, instead of each bug's own budget.
+    #[arg(long)]
+    budget: Option<u64>,
+    /// Seed of shuttle's schedulers and of the std runtime's choices.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Run only shard K of N (bugs dealt round-robin by id), e.g. 2/4.
+    #[arg(long, value_name = "K/N")]
+    shard: Option<String>,
+    /// Where to write the reports.
+    #[arg(long, default_value = "reports")]
+    out: PathBuf,
+    /// Explorations run in parallel (default: the number of cores).
+    #[arg(long)]
+    jobs: Option<usize>,
+    /// No progress output.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+#[derive(clap::Args, Debug)]
+struct ReplayArgs {
+    bug: String,
+    /// buggy or fixed.
+    #[arg(long, default_value = "buggy")]
+    variant: String,
+    /// loom, shuttle-pct or shuttle-random.
+    #[arg(long)]
+    engine: String,
+    /// The schedule string from results.json (`replay`) or a walkthrough.
+    #[arg(long)]
+    schedule: String,
+}
+
+#[derive(clap::Args, Debug)]
+struct ExplainArgs {
+    bug: String,
+    /// The engine whose first failing schedule to show (default: loom where it applies).
+    #[arg(long)]
+    engine: Option<String>,
+}
+
+#[derive(clap::Args, Debug)]
+struct MergeArgs {
+    /// results.json files to join.
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+    #[arg(long, default_value = "reports")]
+    out: PathBuf,
+}
+
+#[derive(clap::Args, Debug)]
+struct BlessArgs {
+    /// Bug ids (default: every bug).
+    bugs: Vec<String>,
+}
+
+/// A failure of the command itself: bad input (2) or a failed write (1).
+struct Failure {
+    code: u8,
+    message: String,
+}
+
+fn usage(message: impl Into<String>) -> Failure {
+    Failure {
+        code: 2,
+        message: message.into(),
+    }
+}
+
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => {
+            // --help, --version
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            let text = e.to_string();
+            let first = text
+                .lines()
+                .next()
+                .unwrap_or("bad usage")
+                .trim_start_matches("error: ");
+            eprintln!("harness: {first}; see `harness --help`");
+            return ExitCode::from(2);
+        }
+    };
+    let result = match cli.command {
+        None => run(RunArgs {
+            out: PathBuf::from("reports"),
+            seed: 1,
+            ..RunArgs::default()
+        }),
+        Some(Command::List) => list(),
+        Some(Command::Run(args)) => run(args),
+        Some(Command::Replay(args)) => replay(args),
+        Some(Command::Explain(args)) => explain(args),
+        Some(Command::Merge(args)) => merge(args),
+        Some(Command::Bless(args)) => bless(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(f) => {
+            eprintln!("harness: {}", f.message);
+            ExitCode::from(f.code)
+        }
+    }
+}
+
+fn find_bug(id: &str) -> Result<&'static Bug, Failure> {
+    bugs::find(id).ok_or_else(|| {
+        usage(format!(
+            "unknown bug `{id}`; `harness list` shows the {} bugs of the corpus",
+            bugs::all().len()
+        ))
+    })
+}
+
+fn parse_engine(name: &str) -> Result<Engine, Failure> {
+    Engine::parse(name).ok_or_else(|| {
+        usage(format!(
+            "unknown engine `{name}`; one of loom, shuttle-pct, shuttle-random, std"
+        ))
+    })
+}
+
+fn parse_variant(name: &str) -> Result<Variant, Failure> {
+    Variant::parse(name).ok_or_else(|| usage(format!("unknown variant `{name}`; buggy or fixed")))
+}
+
+fn parse_shard(s: &str) -> Result<(usize, usize), Failure> {
+    let bad = || {
+        usage(format!(
+            "bad shard `{s}`; expected K/N with 1 <= K <= N, e.g. 2/4"
+        ))
+    };
+    let (k, n) = s.split_once('/').ok_or_else(bad)?;
+    let (k, n): (usize, usize) = (k.parse().map_err(|_| bad())?, n.parse().map_err(|_| bad())?);
+    if k == 0 || n == 0 || k > n {
+        return Err(bad());
+    }
+    Ok((k, n))
+}
+
+fn list() -> Result<ExitCode, Failure> {
+    println!(
+        "{:<24} {:<10} {:<9} {:<6} category",
+        "bug", "project", "expected", "loom"
+    );
+    for b in bugs::all() {
+        println!(
+            "{:<24} {:<10} {:<9} {:<6} {}",
+            b.id,
+            b.project,
+            b.expected.as_str(),
+            if bugs::run::applies(b, Engine::Loom).is_ok() {
+                "yes"
+            } else {
+                "no"
+            },
+            b.category
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run(args: RunArgs) -> Result<ExitCode, Failure> {
+    let mut selected: Vec<&'static Bug> = if args.bugs.is_empty() {
+        bugs::all()
+    } else {
+        args.bugs
+            .iter()
+            .map(|id| find_bug(id))
+            .collect::<Result<_, _>>()?
+    };
+    let engines: Vec<Engine> = if args.engines.is_empty() {
+        Engine::ALL.to_vec()
+    } else {
+        args.engines
+            .iter()
+            .map(|e| parse_engine(e))
+            .collect::<Result<_, _>>()?
+    };
+    if let Some(shard) = &args.shard {
+        let (k, n) = parse_shard(shard)?;
+        selected = selected
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| i % n == k - 1)
+            .map(|(_, b)| b)
+            .collect();
+    }
+    if args.budget == Some(0) {
+        return Err(usage("bad budget 0; a budget is at least one execution"));
+    }
+    let overrides = Overrides {
+        budget: args.budget,
+        seed: Some(args.seed),
+    };
+    let workers = args
+        .jobs
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let jobs = matrix::jobs(&selected, &Variant::ALL, &engines);
+    let start = Instant::now();
+    let rows = matrix::run_all(jobs, overrides, workers, args.quiet);
+    let results = Results::new(args.seed, rows);
+    write_reports(&args.out, &results)?;
+    let wall = start.elapsed().as_secs_f64();
+    let bad: Vec<_> = results.runs.iter().filter(|r| !r.holds).collect();
+    println!(
+        "{} bugs, {} runs in {wall:.1} s: {} expectation{} not held. Reports in {}/",
+        selected.len(),
+        results.runs.len(),
+        bad.len(),
+        if bad.len() == 1 { "" } else { "s" },
+        args.out.display()
+    );
+    for r in &bad {
+        println!("  {} {} on {}: {}", r.bug, r.variant, r.engine, r.outcome);
+    }
+    Ok(if bad.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn write_reports(dir: &std::path::Path, results: &Results) -> Result<(), Failure> {
+    output::write_all(
+        dir,
+        &[
+            ("results.json", results.to_json()),
+            ("SUMMARY.md", summary::render(results)),
+            ("index.html", html::render(results)),
+        ],
+    )
+    .map_err(|message| Failure { code: 1, message })
+}
+
+fn print_failure(id: &str, engine: &str, f: &FirstFailure) {
+    println!("{}: {}\n", f.verdict, f.message);
+    print!("{}", f.dump);
+    println!();
+    print!("{}", swimlane::text(f));
+    if let Some(s) = &f.replay {
+        println!("\nreplay: {}", walkthrough::replay_command(id, engine, s));
+    }
+}
+
+fn replay(args: ReplayArgs) -> Result<ExitCode, Failure> {
+    let bug = find_bug(&args.bug)?;
+    let variant = parse_variant(&args.variant)?;
+    let engine = parse_engine(&args.engine)?;
+    if !engine.replayable() {
+        return Err(usage(format!(
+            "the {engine} engine runs real threads and has no schedules to replay; \
+             use loom, shuttle-pct or shuttle-random"
+        )));
+    }
+    if let Err(why) = bugs::run::applies(bug, engine) {
+        return Err(usage(format!(
+            "{engine} does not apply to {}: {why}",
+            bug.id
+        )));
+    }
+    let settings = bugs::run::settings(bug, variant, engine, Overrides::default());
+    let report = explore::replay(&settings, &args.schedule, bugs::run::kernel(bug, variant))
+        .map_err(|e| usage(e.to_string()))?;
+    println!("replayed {} {variant} on {engine}", bug.id);
+    if report.verdict.is_failure() {
+        let f = FirstFailure::from_report(1, Some(args.schedule.clone()), &report);
+        print_failure(bug.id, engine.as_str(), &f);
+    } else {
+        println!("clean: the schedule runs to the end without a failure");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn explain(args: ExplainArgs) -> Result<ExitCode, Failure> {
+    let bug = find_bug(&args.bug)?;
+    let engine = match &args.engine {
+        Some(e) => parse_engine(e)?,
+        None => walkthrough::engine_for(bug),
+    };
+    if let Err(why) = bugs::run::applies(bug, engine) {
+        return Err(usage(format!(
+            "{engine} does not apply to {}: {why}",
+            bug.id
+        )));
+    }
+    let run = walkthrough::failing_run(bug, engine);
+    let block = walkthrough::block(bug, &run);
+    let text = walkthrough::splice(bug.walkthrough, &block)
+        .unwrap_or_else(|_| format!("{}\n{block}", bug.walkthrough));
+    print!("{text}");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn merge(args: MergeArgs) -> Result<ExitCode, Failure> {
+    let mut runs = Vec::new();
+    let mut seed = None;
+    for path in &args.files {
+        let r = Results::read(path).map_err(usage)?;
+        if seed.is_some_and(|s| s != r.seed) {
+            eprintln!(
+                "harness: note: {} was run with seed {}",
+                path.display(),
+                r.seed
+            );
+        }
+        seed.get_or_insert(r.seed);
+        runs.extend(r.runs);
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for r in &runs {
+        if !seen.insert((r.bug.clone(), r.variant.clone(), r.engine.clone())) {
+            return Err(usage(format!(
+                "{} {} on {} appears in more than one input; merge joins disjoint shards",
+                r.bug, r.variant, r.engine
+            )));
+        }
+    }
+    let results = Results::new(seed.unwrap_or(1), runs);
+    write_reports(&args.out, &results)?;
+    println!(
+        "merged {} files, {} runs, into {}/",
+        args.files.len(),
+        results.runs.len(),
+        args.out.display()
+    );
+    Ok(if results.all_hold() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn bless(args: BlessArgs) -> Result<ExitCode, Failure> {
+    let selected: Vec<&'static Bug> = if args.bugs.is_empty() {
+        bugs::all()
+    } else {
+        args.bugs
+            .iter()
+            .map(|id| find_bug(id))
+            .collect::<Result<_, _>>()?
+    };
+    let mut changed = 0;
+    for bug in &selected {
+        match walkthrough::bless(bug) {
+            Ok(true) => {
+                changed += 1;
+                println!("blessed {}", walkthrough::path(bug).display());
+            }
+            Ok(false) => {}
+            Err(message) => return Err(Failure { code: 1, message }),
+        }
+    }
+    println!("{} walkthroughs checked, {changed} updated", selected.len());
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,122 @@
+//! `reports/index.html`: one self-contained page (no network, no external assets) with every
+//! bug, its verdicts, and the swimlanes of its first failing schedule.
+
+use std::fmt::Write as _;
+
+use crate::results::Results;
+use crate::summary::{buggy_cell, by_bug, fixed_cell};
+use crate::swimlane;
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+const STYLE: &str = "
+body { font-family: -apple-system, 'Segoe UI', Helvetica, Arial, sans-serif; margin: 2em; color: #1f2328; }
+table { border-collapse: collapse; font-size: 13px; }
+th, td { border: 1px solid #d0d7de; padding: 3px 8px; text-align: left; vertical-align: top; }
+th { background: #f6f8fa; }
+tr.bad td { background: #ffebe9; }
+section { margin-top: 2.5em; border-top: 1px solid #d0d7de; padding-top: 1em; }
+pre { background: #f6f8fa; padding: 8px; overflow-x: auto; font-size: 12px; }
+.verdict { font-weight: bold; }
+.lanes { overflow-x: auto; }
+.legend span { display: inline-block; padding: 1px 6px; margin-right: 8px; border: 1px solid; border-radius: 4px; font-size: 12px; }
+code { font-size: 12px; }
+";
+
+pub fn render(results: &Results) -> String {
+    let bugs = by_bug(results);
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>Go concurrency bugs: results</title>\n<style>{STYLE}</style>\n</head>\n<body>"
+    );
+    let _ = writeln!(
+        out,
+        "<h1>Go concurrency bugs, reproduced</h1>\n<p>{} bugs. Harness {} (seed {}). Each bug's buggy kernel is explored by loom, shuttle (PCT and random) and real threads (std, the native baseline); its fixed kernel must stay clean everywhere.</p>",
+        bugs.len(),
+        esc(&results.harness),
+        results.seed
+    );
+    let _ = writeln!(
+        out,
+        "<table>\n<thead><tr><th>bug</th><th>project</th><th>category</th><th>expected</th><th>loom</th><th>shuttle-pct</th><th>shuttle-random</th><th>std (native)</th><th>fixed</th></tr></thead>\n<tbody>"
+    );
+    for b in &bugs {
+        let _ = writeln!(
+            out,
+            "<tr{}><td><a href=\"#{id}\">{id}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            if b.holds() { "" } else { " class=\"bad\"" },
+            esc(b.project),
+            esc(b.category),
+            esc(b.expected),
+            esc(&buggy_cell(b.buggy.get("loom"))),
+            esc(&buggy_cell(b.buggy.get("shuttle-pct"))),
+            esc(&buggy_cell(b.buggy.get("shuttle-random"))),
+            esc(&buggy_cell(b.buggy.get("std"))),
+            esc(&fixed_cell(&b.fixed)),
+            id = esc(b.bug),
+        );
+    }
+    let _ = writeln!(out, "</tbody>\n</table>");
+    let _ = writeln!(
+        out,
+        "<p class=\"legend\">Swimlanes: <span style=\"background:#ddf4ff;border-color:#0969da\">operation that can block</span><span style=\"background:#ffebe9;border-color:#cf222e\">parks its goroutine</span><span style=\"background:#fff8c5;border-color:#bf8700\">racing access</span><span style=\"background:#eaeef2;border-color:#8c959f\">other</span> A red bar runs while a goroutine is parked.</p>"
+    );
+    for b in &bugs {
+        let _ = writeln!(
+            out,
+            "<section id=\"{}\">\n<h2>{}</h2>",
+            esc(b.bug),
+            esc(b.bug)
+        );
+        let _ = writeln!(
+            out,
+            "<p>{} · {} · expected verdict <span class=\"verdict\">{}</span></p>",
+            esc(b.project),
+            esc(b.category),
+            esc(b.expected)
+        );
+        match b.shown() {
+            None => {
+                let _ = writeln!(out, "<p>No engine found a failing schedule.</p>");
+            }
+            Some(run) => {
+                let f = run
+                    .first_failure
+                    .as_ref()
+                    .expect("shown runs have a failure");
+                let _ = writeln!(
+                    out,
+                    "<p>First failing schedule found by <b>{}</b> (schedule {}): <span class=\"verdict\">{}</span>: {}</p>",
+                    esc(&run.engine),
+                    f.schedule,
+                    esc(&f.verdict),
+                    esc(&f.message)
+                );
+                let _ = writeln!(out, "<div class=\"lanes\">\n{}</div>", swimlane::svg(f));
+                if let Some(replay) = &f.replay {
+                    let _ = writeln!(
+                        out,
+                        "<p>Replay: <code>cargo run -p harness -- replay {} --variant buggy --engine {} --schedule {}</code></p>",
+                        esc(b.bug),
+                        esc(&run.engine),
+                        esc(replay)
+                    );
+                }
+                let _ = writeln!(
+                    out,
+                    "<details><summary>Goroutine dump</summary>\n<pre>{}</pre>\n</details>",
+                    esc(&f.dump)
+                );
+            }
+        }
+        let _ = writeln!(out, "</section>");
+    }
+    let _ = writeln!(out, "</body>\n</html>");
+    out
+}

@@ -1,0 +1,256 @@
+//! `reports/SUMMARY.md`: the matrix a person reads.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use primitives::explore::Engine;
+
+use crate::results::{Results, Run};
+
+/// The rows of one bug, by variant and engine.
+pub struct BugRows<'a> {
+    pub bug: &'a str,
+    pub project: &'a str,
+    pub category: &'a str,
+    pub expected: &'a str,
+    pub buggy: BTreeMap<&'a str, &'a Run>,
+    pub fixed: BTreeMap<&'a str, &'a Run>,
+}
+
+impl<'a> BugRows<'a> {
+    /// The failing run to show for this bug: loom's if it found one, else the first engine's.
+    pub fn shown(&self) -> Option<&'a Run> {
+        Engine::ALL
+            .iter()
+            .filter_map(|e| self.buggy.get(e.as_str()))
+            .find(|r| r.first_failure.is_some())
+            .copied()
+    }
+
+    /// Whether every row of the bug holds.
+    pub fn holds(&self) -> bool {
+        self.buggy
+            .values()
+            .chain(self.fixed.values())
+            .all(|r| r.holds)
+    }
+}
+
+/// Groups rows by bug, in the results' order.
+pub fn by_bug(results: &Results) -> Vec<BugRows<'_>> {
+    let mut bugs: Vec<BugRows<'_>> = Vec::new();
+    for r in &results.runs {
+        if bugs.last().map(|b| b.bug) != Some(r.bug.as_str()) {
+            bugs.push(BugRows {
+                bug: &r.bug,
+                project: &r.project,
+                category: &r.category,
+                expected: &r.expected,
+                buggy: BTreeMap::new(),
+                fixed: BTreeMap::new(),
+            });
+        }
+        let b = bugs.last_mut().expect("pushed above");
+        match r.variant.as_str() {
+            "buggy" => b.buggy.insert(&r.engine, r),
+            _ => b.fixed.insert(&r.engine, r),
+        };
+    }
+    bugs
+}
+
+/// A buggy run, in a cell: how soon it was found, or what went wrong.
+pub fn buggy_cell(r: Option<&&Run>) -> String {
+    let Some(r) = r else { return "·".to_string() };
+    if r.engine == "std" {
+        return match r.outcome.as_str() {
+            "error" => "error".to_string(),
+            "wrong-verdict" => format!("✗ {} other verdict", r.failed()),
+            _ => format!(
+                "{}/{}",
+                r.failures.get(&r.expected).copied().unwrap_or(0),
+                r.schedules
+            ),
+        };
+    }
+    match r.outcome.as_str() {
+        "detected" => format!("✓ {}", r.first_failure.as_ref().map_or(0, |f| f.schedule)),
+        "missed" => format!("✗ missed in {}", r.schedules),
+        "wrong-verdict" => format!(
+            "✗ {}",
+            r.first_failure.as_ref().map_or("?", |f| f.verdict.as_str())
+        ),
+        "skipped" => "n/a".to_string(),
+        other => other.to_string(),
+    }
+}
+
+/// The fixed variant over every engine, in a cell.
+pub fn fixed_cell(rows: &BTreeMap<&str, &Run>) -> String {
+    let ran: Vec<&&Run> = rows.values().filter(|r| r.outcome != "skipped").collect();
+    let bad: Vec<String> = ran
+        .iter()
+        .filter(|r| r.outcome != "clean")
+        .map(|r| format!("{} {}", r.engine, r.outcome))
+        .collect();
+    if ran.is_empty() {
+        return "·".to_string();
+    }
+    if !bad.is_empty() {
+        return format!("✗ {}", bad.join(", "));
+    }
+    let schedules: u64 = ran.iter().map(|r| r.schedules).sum();
+    let loom = rows
+        .get("loom")
+        .filter(|r| r.exhaustive)
+        .map(|_| ", loom exhaustive")
+        .unwrap_or("");
+    format!("✓ clean ({schedules} schedules{loom})")
+}
+
+pub fn render(results: &Results) -> String {
+    let bugs = by_bug(results);
+    let mut out = String::new();
+    let _ = writeln!(out, "# Corpus results\n");
+    let _ = writeln!(
+        out,
+        "Written by `harness` {} (seed {}). Buggy columns: ✓ and the schedule at which the engine \
+         first found the expected verdict, ✗ when it did not, n/a where the engine does not apply. \
+         `std` is the native baseline: runs in which the bug manifested, out of runs. The fixed \
+         column sums every engine's schedules, all of which must be clean.\n",
+        results.harness, results.seed
+    );
+    let _ = writeln!(
+        out,
+        "| bug | project | category | expected | loom | shuttle-pct | shuttle-random | std (native) | fixed |"
+    );
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|");
+    for b in &bugs {
+        let _ = writeln!(
+            out,
+            "| {}{} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            b.bug,
+            if b.holds() { "" } else { " ⚠" },
+            b.project,
+            b.category,
+            b.expected,
+            buggy_cell(b.buggy.get("loom")),
+            buggy_cell(b.buggy.get("shuttle-pct")),
+            buggy_cell(b.buggy.get("shuttle-random")),
+            buggy_cell(b.buggy.get("std")),
+            fixed_cell(&b.fixed)
+        );
+    }
+    let _ = writeln!(out, "\n## Totals\n");
+    let detected = |engine: &str| {
+        bugs.iter()
+            .filter(|b| b.buggy.get(engine).is_some_and(|r| r.outcome == "detected"))
+            .count()
+    };
+    let applies = |engine: &str| {
+        bugs.iter()
+            .filter(|b| b.buggy.get(engine).is_some_and(|r| r.outcome != "skipped"))
+            .count()
+    };
+    let _ = writeln!(out, "- bugs: {}", bugs.len());
+    for e in Engine::ALL {
+        let e = e.as_str();
+        let _ = writeln!(
+            out,
+            "- buggy variant detected by {e}: {} of {}",
+            detected(e),
+            applies(e)
+        );
+    }
+    let clean = bugs
+        .iter()
+        .filter(|b| {
+            !b.fixed.is_empty()
+                && b.fixed
+                    .values()
+                    .all(|r| r.outcome == "clean" || r.outcome == "skipped")
+        })
+        .count();
+    let _ = writeln!(
+        out,
+        "- fixed variant clean on every engine: {clean} of {}",
+        bugs.len()
+    );
+    let unexpected: Vec<&Run> = results.runs.iter().filter(|r| !r.holds).collect();
+    let _ = writeln!(out, "- rows that do not hold: {}", unexpected.len());
+    for r in &unexpected {
+        let _ = writeln!(
+            out,
+            "  - {} {} on {}: {}{}",
+            r.bug,
+            r.variant,
+            r.engine,
+            r.outcome,
+            r.note
+                .as_ref()
+                .map(|n| format!(" ({n})"))
+                .unwrap_or_default()
+        );
+    }
+    let _ = writeln!(out, "\n## Time\n");
+    let _ = writeln!(
+        out,
+        "| engine | runs | schedules | seconds | µs per schedule |"
+    );
+    let _ = writeln!(out, "|---|---|---|---|---|");
+    for e in Engine::ALL {
+        let rows: Vec<&Run> = results
+            .runs
+            .iter()
+            .filter(|r| r.engine == e.as_str() && r.outcome != "skipped")
+            .collect();
+        let schedules: u64 = rows.iter().map(|r| r.schedules).sum();
+        let seconds: f64 = rows.iter().map(|r| r.seconds).sum();
+        let per = if schedules > 0 {
+            seconds * 1e6 / schedules as f64
+        } else {
+            0.0
+        };
+        let _ = writeln!(
+            out,
+            "| {e} | {} | {schedules} | {seconds:.1} | {per:.0} |",
+            rows.len()
+        );
+    }
+    let limits: Vec<&Run> = results
+        .runs
+        .iter()
+        .filter(|r| r.note.is_some() && r.outcome != "skipped" && !r.exhaustive)
+        .collect();
+    if !limits.is_empty() {
+        let _ = writeln!(out, "\n## Search limits and notes\n");
+        for r in limits {
+            let _ = writeln!(
+                out,
+                "- {} {} on {}: {}",
+                r.bug,
+                r.variant,
+                r.engine,
+                r.note.as_deref().unwrap_or_default()
+            );
+        }
+    }
+    let skipped: Vec<&Run> = results
+        .runs
+        .iter()
+        .filter(|r| r.outcome == "skipped" && r.variant == "buggy")
+        .collect();
+    if !skipped.is_empty() {
+        let _ = writeln!(out, "\n## Engines that do not apply\n");
+        for r in skipped {
+            let _ = writeln!(
+                out,
+                "- {} on {}: {}",
+                r.bug,
+                r.engine,
+                r.note.as_deref().unwrap_or_default()
+            );
+        }
+    }
+    out
+}

@@ -1,0 +1,365 @@
+//! Swimlanes: a failing execution drawn as one lane per goroutine, one row per Go operation.
+//!
+//! The same model gives the text picture (`harness explain`, walkthroughs) and the SVG one
+//! (`index.html`). Operations that parked their goroutine are marked; a lane that ends parked
+//! is blocked for good.
+
+use std::fmt::Write as _;
+
+use crate::results::{FirstFailure, TraceEntry};
+
+/// Rows shown at most; a longer trace shows its end (the end explains the failure).
+pub const MAX_ROWS: usize = 60;
+
+/// A lane's last state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum End {
+    /// Its last operation parked it and nothing completed it.
+    Blocked,
+    /// It returned (main) or exited.
+    Done,
+    /// Anything else: it was running when the execution ended.
+    Running,
+}
+
+struct Lanes<'a> {
+    failure: &'a FirstFailure,
+    /// Goroutine ids that appear in the trace, in id order.
+    ids: Vec<usize>,
+    /// The rows shown (the last `MAX_ROWS` events).
+    rows: &'a [TraceEntry],
+    /// Events before the rows shown (dropped by the runtime or cut here).
+    hidden: u64,
+}
+
+impl<'a> Lanes<'a> {
+    fn new(failure: &'a FirstFailure) -> Self {
+        let mut ids: Vec<usize> = failure.trace.iter().map(|e| e.g).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let cut = failure.trace.len().saturating_sub(MAX_ROWS);
+        Lanes {
+            failure,
+            ids,
+            rows: &failure.trace[cut..],
+            hidden: failure.trace_dropped + cut as u64,
+        }
+    }
+
+    fn name(&self, g: usize) -> String {
+        match self.failure.goroutines.get(g) {
+            Some(n) => format!("g{g} {n}"),
+            None => format!("g{g}"),
+        }
+    }
+
+    fn lane(&self, g: usize) -> usize {
+        self.ids
+            .iter()
+            .position(|&i| i == g)
+            .expect("every event's goroutine has a lane")
+    }
+
+    /// How each lane ends.
+    fn ends(&self) -> Vec<End> {
+        self.ids
+            .iter()
+            .map(
+                |&g| match self.failure.trace.iter().rev().find(|e| e.g == g) {
+                    Some(e) if e.blocked => End::Blocked,
+                    Some(e) if e.op == "exit" || e.op == "return" => End::Done,
+                    _ => End::Running,
+                },
+            )
+            .collect()
+    }
+
+    fn marked(&self, e: &TraceEntry) -> bool {
+        self.failure.marks.contains(&e.step)
+    }
+}
+
+/// The text of one operation.
+fn cell(e: &TraceEntry) -> String {
+    let mut s = e.op.clone();
+    if let Some(obj) = &e.obj {
+        s.push(' ');
+        s.push_str(obj);
+    }
+    if let Some(d) = &e.detail {
+        if let Some(g) = d.strip_prefix("starts goroutine ") {
+            s = format!("go g{g}");
+        } else {
+            let _ = write!(s, " ({d})");
+        }
+    }
+    s
+}
+
+/// `file.rs:line` of a location, without folders.
+fn short_site(at: &str) -> String {
+    let file = at.rsplit('/').next().unwrap_or(at);
+    // Drop the column: `file.rs:12:5` -> `file.rs:12`.
+    match file.rsplit_once(':') {
+        Some((head, col)) if head.contains(':') && col.chars().all(|c| c.is_ascii_digit()) => {
+            head.to_string()
+        }
+        _ => file.to_string(),
+    }
+}
+
+fn clip(s: &str, width: usize) -> String {
+    if s.chars().count() <= width {
+        s.to_string()
+    } else {
+        let mut t: String = s.chars().take(width.saturating_sub(1)).collect();
+        t.push('…');
+        t
+    }
+}
+
+/// The text picture: a table of steps × goroutines, then how each goroutine ended.
+pub fn text(failure: &FirstFailure) -> String {
+    const LANE: usize = 30;
+    let lanes = Lanes::new(failure);
+    let mut cells: Vec<Vec<String>> = Vec::new();
+    for e in lanes.rows {
+        let mut row = vec![String::new(); lanes.ids.len()];
+        let mut c = cell(e);
+        if e.blocked {
+            c.push_str(" ⏸");
+        }
+        if lanes.marked(e) {
+            c.push_str(" ◀ race");
+        }
+        row[lanes.lane(e.g)] = c;
+        cells.push(row);
+    }
+    let ends: Vec<String> = lanes
+        .ends()
+        .iter()
+        .map(|end| match end {
+            End::Blocked => "⏸ blocked for good".to_string(),
+            End::Done => "✓ finished".to_string(),
+            End::Running => "… still running".to_string(),
+        })
+        .collect();
+    let headers: Vec<String> = lanes.ids.iter().map(|&g| lanes.name(g)).collect();
+    let widths: Vec<usize> = (0..lanes.ids.len())
+        .map(|i| {
+            let widest = cells
+                .iter()
+                .map(|r| r[i].chars().count())
+                .chain([headers[i].chars().count(), ends[i].chars().count()])
+                .max()
+                .unwrap_or(0);
+            widest.min(LANE)
+        })
+        .collect();
+    let mut out = String::new();
+    let line = |out: &mut String, step: &str, row: &[String], site: &str| {
+        let _ = write!(out, "{step:>5} │");
+        for (c, w) in row.iter().zip(&widths) {
+            let _ = write!(out, " {:<w$} │", clip(c, *w), w = *w);
+        }
+        let _ = writeln!(out, " {site}");
+        // Trailing spaces are noise in Markdown and diffs.
+        let trimmed = out.trim_end_matches([' ', '\n']).len();
+        out.truncate(trimmed);
+        out.push('\n');
+    };
+    line(&mut out, "step", &headers, "where");
+    let rule: Vec<String> = widths.iter().map(|w| "─".repeat(*w)).collect();
+    let _ = write!(out, "──────┼");
+    for r in &rule {
+        let _ = write!(out, "─{r}─┼");
+    }
+    out.push_str("──────\n");
+    if lanes.hidden > 0 {
+        let _ = writeln!(out, "  … {} earlier operations not shown", lanes.hidden);
+    }
+    for (e, row) in lanes.rows.iter().zip(&cells) {
+        line(&mut out, &e.step.to_string(), row, &short_site(&e.at));
+    }
+    line(&mut out, "end", &ends, "");
+    out
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// The SVG picture, self-contained (no external fonts or styles).
+pub fn svg(failure: &FirstFailure) -> String {
+    const LEFT: usize = 56;
+    const LANE_W: usize = 210;
+    const ROW_H: usize = 22;
+    const TOP: usize = 34;
+    let lanes = Lanes::new(failure);
+    let n = lanes.ids.len().max(1);
+    let rows = lanes.rows.len();
+    let extra = usize::from(lanes.hidden > 0);
+    let width = LEFT + n * LANE_W + 10;
+    let height = TOP + (rows + extra + 2) * ROW_H;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" class="swimlanes" width="{width}" height="{height}" viewBox="0 0 {width} {height}" font-family="monospace" font-size="11">"#
+    );
+    let lane_x = |i: usize| LEFT + i * LANE_W;
+    let row_y = |r: usize| TOP + (r + extra) * ROW_H;
+    for (i, &g) in lanes.ids.iter().enumerate() {
+        let x = lane_x(i);
+        let _ = writeln!(
+            s,
+            r##"<rect x="{x}" y="0" width="{}" height="{height}" fill="{}"/>"##,
+            LANE_W - 4,
+            if i % 2 == 0 { "#f6f8fa" } else { "#ffffff" }
+        );
+        let _ = writeln!(
+            s,
+            r#"<text x="{}" y="20" font-weight="bold">{}</text>"#,
+            x + 6,
+            esc(&clip(&lanes.name(g), 28))
+        );
+    }
+    if lanes.hidden > 0 {
+        let _ = writeln!(
+            s,
+            r##"<text x="6" y="{}" fill="#57606a">… {} earlier operations not shown</text>"##,
+            TOP + 15,
+            lanes.hidden
+        );
+    }
+    // Bars for parked goroutines: from the operation that parked to the one that resumed.
+    for (r, e) in lanes.rows.iter().enumerate() {
+        if !e.blocked {
+            continue;
+        }
+        let lane = lanes.lane(e.g);
+        let resumed = lanes.rows[r + 1..]
+            .iter()
+            .position(|x| x.g == e.g)
+            .map(|p| r + 1 + p);
+        let (y2, forever) = match resumed {
+            Some(r2) => (row_y(r2), false),
+            None => (row_y(rows) + ROW_H / 2, true),
+        };
+        let x = lane_x(lane) + 3;
+        let _ = writeln!(
+            s,
+            r##"<rect x="{x}" y="{}" width="4" height="{}" fill="#cf222e"><title>{} blocked here</title></rect>"##,
+            row_y(r) + 4,
+            y2.saturating_sub(row_y(r) + 4),
+            esc(&lanes.name(e.g))
+        );
+        if forever {
+            let _ = writeln!(
+                s,
+                r##"<text x="{}" y="{}" fill="#cf222e">blocked for good</text>"##,
+                x + 10,
+                row_y(rows) + 15
+            );
+        }
+    }
+    for (r, e) in lanes.rows.iter().enumerate() {
+        let y = row_y(r);
+        let x = lane_x(lanes.lane(e.g)) + 10;
+        let (fill, stroke) = if lanes.marked(e) {
+            ("#fff8c5", "#bf8700")
+        } else if e.blocked {
+            ("#ffebe9", "#cf222e")
+        } else if e.blocking {
+            ("#ddf4ff", "#0969da")
+        } else {
+            ("#eaeef2", "#8c959f")
+        };
+        let _ = writeln!(
+            s,
+            r##"<text x="6" y="{}" fill="#57606a">{}</text>"##,
+            y + 15,
+            e.step
+        );
+        let _ = writeln!(
+            s,
+            r#"<g><title>step {} · {} · {}</title><rect x="{x}" y="{}" width="{}" height="{}" rx="4" fill="{fill}" stroke="{stroke}"/><text x="{}" y="{}">{}</text></g>"#,
+            e.step,
+            esc(&cell(e)),
+            esc(&e.at),
+            y + 2,
+            LANE_W - 18,
+            ROW_H - 4,
+            x + 5,
+            y + 15,
+            esc(&clip(&cell(e), 29))
+        );
+    }
+    s.push_str("</svg>\n");
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(step: u64, g: usize, op: &str, blocked: bool) -> TraceEntry {
+        TraceEntry {
+            step,
+            g,
+            op: op.to_string(),
+            at: format!("bugs/src/x/x_1.rs:{step}:5"),
+            obj: Some("mu".to_string()),
+            blocked,
+            blocking: true,
+            detail: None,
+        }
+    }
+
+    fn failure() -> FirstFailure {
+        FirstFailure {
+            schedule: 3,
+            verdict: "deadlock".into(),
+            replay: None,
+            message: String::new(),
+            dump: String::new(),
+            trace: vec![
+                entry(1, 0, "Lock", false),
+                entry(2, 1, "Lock", true),
+                entry(3, 0, "Lock", true),
+            ],
+            goroutines: vec!["main".into(), "worker".into()],
+            marks: vec![],
+            trace_dropped: 0,
+        }
+    }
+
+    #[test]
+    fn text_lanes_show_each_goroutine_and_how_it_ends() {
+        let t = text(&failure());
+        assert!(t.contains("g0 main"), "{t}");
+        assert!(t.contains("g1 worker"), "{t}");
+        assert!(t.contains("Lock mu ⏸"), "{t}");
+        assert!(
+            t.lines().last().unwrap().contains("blocked for good"),
+            "{t}"
+        );
+        assert!(t.contains("x_1.rs:2"), "{t}");
+        assert!(
+            !t.lines().any(|l| l.ends_with(' ')),
+            "no trailing spaces: {t}"
+        );
+    }
+
+    #[test]
+    fn svg_is_well_formed_enough_and_escapes_text() {
+        let mut f = failure();
+        f.trace[0].obj = Some("<chan>".into());
+        let s = svg(&f);
+        assert!(s.starts_with("<svg") && s.trim_end().ends_with("</svg>"));
+        assert!(s.contains("&lt;chan&gt;") && !s.contains("<chan>"));
+        assert_eq!(s.matches("blocked for good").count(), 2);
+    }
+}
