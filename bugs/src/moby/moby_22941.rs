@@ -1,0 +1,85 @@
+#![doc = include_str!("moby_22941.md")]
+
+use std::ops::Deref;
+use std::sync::Arc;
+use std::time::Duration;
+
+use primitives::sync::Mutex;
+use primitives::{defer, go_named, time, Shared};
+
+use crate::{Bug, Variant};
+
+inventory::submit! {
+    Bug {
+        id: "moby_22941",
+        project: "moby",
+        upstream: "https://github.com/moby/moby/pull/22941",
+        category: "Anonymous function (loop variable captured by a goroutine)",
+        expected: primitives::Verdict::Race,
+        kernel: test_moby22941,
+        walkthrough: include_str!("moby_22941.md"),
+        goker: Some("gobench/goker/nonblocking/moby/22941"),
+        file: file!(),
+        ..Bug::DEFAULT
+    }
+}
+
+/// The server's end of the in-memory connection (`net.Pipe`): its writers are serialised by
+/// `wrMu`.
+struct Pipe {
+    wr_mu: Mutex,
+}
+
+impl Deref for Pipe {
+    type Target = Mutex;
+    fn deref(&self) -> &Mutex {
+        &self.wr_mu
+    }
+}
+
+impl Pipe {
+    fn write(&self, b: &[u8]) {
+        self.lock();
+        let _unlock = defer(|| self.unlock());
+        let _ = &b[1..]; // the bytes go to the reader
+    }
+}
+
+/// One test case: the request an old client sends, and the request the hack should make of it.
+type Pair = [&'static [u8]; 2];
+
+const TESTS: [Pair; 2] = [
+    [
+        b"GET /foo\nHost: /var/run/docker.sock\nUser-Agent: Docker\r\n\r\n",
+        b"GET /foo\nHost: \r\nConnection: close\r\nUser-Agent: Docker\r\n\r\n",
+    ],
+    [
+        b"GET /foo\nHost: /var/run/docker.sock\nUser-Agent: Docker\nFoo: Bar\r\n",
+        b"GET /foo\nHost: \r\nConnection: close\r\nUser-Agent: Docker\nFoo: Bar\r\n",
+    ],
+];
+
+/// `TestMoby22941`.
+fn test_moby22941(variant: Variant) {
+    let srv = Arc::new(Pipe {
+        wr_mu: Mutex::new().named("wrMu"),
+    });
+    // `for _, pair := range tests`: before Go 1.22, one variable for the whole loop.
+    let pair: Shared<Pair> = Shared::new(TESTS[0]).named("pair");
+    for (i, test) in TESTS.into_iter().enumerate() {
+        if i > 0 {
+            pair.set(test);
+        }
+        let srv = srv.clone();
+        if variant.fixed() {
+            // go func(x []byte) { srv.Write(x) }(pair[0]): the argument is read here.
+            let x = pair.read(|p| p[0]);
+            go_named("Write", move || srv.write(x));
+        } else {
+            // go func() { srv.Write(pair[0]) }(): read when the goroutine runs.
+            let pair = pair.clone();
+            go_named("Write", move || srv.write(pair.read(|p| p[0])));
+        }
+    }
+    time::sleep(Duration::from_millis(10));
+}

@@ -1,0 +1,188 @@
+#![doc = include_str!("moby_27011.md")]
+
+use std::sync::Arc;
+
+use primitives::sync::{Mutex, WaitGroup};
+use primitives::{defer, go_named, Chan, GoMap, Shared};
+
+use crate::{Budget, Bug, Variant};
+
+inventory::submit! {
+    Bug {
+        id: "moby_27011",
+        project: "moby",
+        upstream: "https://github.com/moby/moby/pull/27467",
+        category: "Misuse WaitGroup (Add after Wait released)",
+        expected: primitives::Verdict::Panic,
+        kernel: test_moby27011,
+        walkthrough: include_str!("moby_27011.md"),
+        file: file!(),
+        reconstructed: true,
+        // Bound 2 reaches the panic (after ~4,200 executions) and explores the fixed variant
+        // exhaustively; bound 3 does not finish within the budget.
+        budget: Budget { preemption_bound: Some(2), ..Budget::DEFAULT },
+        ..Bug::DEFAULT
+    }
+}
+
+/// A stdio fifo of the exec'd process: closed (EOF) once the process has exited.
+type Fifo = Chan<&'static [u8]>;
+
+/// `libcontainerd.IOPipe`: the process's stdout and stderr fifos (no stdin here).
+struct IoPipe {
+    stdout: Fifo,
+    stderr: Fifo,
+}
+
+/// `runconfig.StreamConfig`, which embeds a `sync.WaitGroup` counting the stream copiers.
+struct StreamConfig {
+    wait_group: WaitGroup,
+}
+
+/// The daemon's `exec.Config` of one `docker exec`.
+struct ExecConfig {
+    stream_config: StreamConfig,
+    exit_code: Shared<Option<i64>>,
+    running: Shared<bool>,
+}
+
+/// The daemon's side (`libcontainerd.Backend`): the container with its exec.
+struct Daemon {
+    /// The container's lock (`c.Lock()`).
+    container: Mutex,
+    exec: Arc<ExecConfig>,
+}
+
+impl Daemon {
+    /// `AttachStreams`: libcontainerd hands the fifos over; one goroutine copies each stream
+    /// to the clients, counted by the exec's `StreamConfig` wait group.
+    fn attach_streams(&self, iop: IoPipe) {
+        let s = self.exec.clone();
+        let copy = |r: Fifo| {
+            s.stream_config.wait_group.add(1);
+            let s = s.clone();
+            go_named("copy", move || {
+                while r.recv().is_some() {} // io.Copy(w, r) until EOF
+                s.stream_config.wait_group.done();
+            });
+        };
+        copy(iop.stdout);
+        copy(iop.stderr);
+    }
+
+    /// `StateChanged` for `StateExitProcess`: the exec's process has exited.
+    fn state_changed_exit_process(&self, exit_code: i64) {
+        self.container.lock();
+        let _unlock = defer(|| self.container.unlock());
+        let exec = &self.exec;
+        exec.exit_code.set(Some(exit_code));
+        exec.running.set(false);
+        // Wait for the copiers, then execConfig.CloseStreams() and remove the exec.
+        exec.stream_config.wait_group.wait();
+    }
+}
+
+/// An event of containerd's event stream.
+struct Event {
+    pid: &'static str,
+    status: i64,
+}
+
+/// containerd, behind its gRPC API: starting an exec makes a process, and this one exits at
+/// once (its fifos reach EOF and its exit is queued on the event stream).
+struct Remote {
+    events: Chan<Event>,
+}
+
+impl Remote {
+    fn add_process(&self, pid: &'static str) -> IoPipe {
+        let iop = IoPipe {
+            stdout: Chan::new(0).named("stdout fifo"),
+            stderr: Chan::new(0).named("stderr fifo"),
+        };
+        iop.stdout.close();
+        iop.stderr.close();
+        self.events.send(Event { pid, status: 0 });
+        iop
+    }
+}
+
+/// libcontainerd's `client` for the one container.
+struct Client {
+    /// `clnt.locker`, the per-container lock (`clnt.lock(containerID)`).
+    locker: Mutex,
+    /// The container's processes.
+    processes: GoMap<&'static str, ()>,
+    remote: Remote,
+    backend: Arc<Daemon>,
+    variant: Variant,
+}
+
+impl Client {
+    fn lock(&self) {
+        self.locker.lock();
+    }
+
+    fn unlock(&self) {
+        self.locker.unlock();
+    }
+
+    /// `AddProcess`: `docker exec` reaches containerd.
+    fn add_process(&self, process_friendly_name: &'static str) {
+        self.lock();
+        let _unlock = defer(|| self.unlock());
+        let iopipe = self.remote.add_process(process_friendly_name);
+        self.processes.insert(process_friendly_name, ());
+
+        if self.variant.fixed() {
+            // #27467: the streams are attached under the container's lock.
+            self.backend.attach_streams(iopipe);
+        } else {
+            self.unlock();
+            self.backend.attach_streams(iopipe);
+            self.lock();
+        }
+    }
+
+    /// `container.handleEvent`, run by the goroutine that reads containerd's event stream.
+    fn handle_event(self: &Arc<Self>, e: Event) {
+        self.lock();
+        let _unlock = defer(|| self.unlock());
+        // An exit of a process other than init: StateExitProcess.
+        self.processes.remove(&e.pid); // ctr.cleanProcess
+        // ctr.client.q.append: StateChanged runs in a goroutine of its own.
+        let backend = self.backend.clone();
+        go_named("StateChanged", move || {
+            backend.state_changed_exit_process(e.status)
+        });
+    }
+}
+
+/// A `docker exec` whose process exits at once, on a daemon of Docker 1.11/1.12.
+fn test_moby27011(variant: Variant) {
+    let exec = Arc::new(ExecConfig {
+        stream_config: StreamConfig {
+            wait_group: WaitGroup::new().named("StreamConfig"),
+        },
+        exit_code: Shared::new(None).named("execConfig.ExitCode"),
+        running: Shared::new(true).named("execConfig.Running"),
+    });
+    let clnt = Arc::new(Client {
+        locker: Mutex::new().named("locker[container]"),
+        processes: GoMap::new().named("processes"),
+        remote: Remote {
+            events: Chan::new(1).named("events"),
+        },
+        backend: Arc::new(Daemon {
+            container: Mutex::new().named("container"),
+            exec,
+        }),
+        variant,
+    });
+    let c = clnt.clone();
+    // ContainerExecStart -> containerd.AddProcess
+    go_named("ContainerExecStart", move || c.add_process("exec-1"));
+    // remote.handleEventStream
+    let e = clnt.remote.events.recv().expect("containerd reports the exit");
+    clnt.handle_event(e);
+}

@@ -1,0 +1,198 @@
+#![doc = include_str!("moby_28161.md")]
+
+use std::sync::Arc;
+
+use primitives::sync::{Mutex, WaitGroup};
+use primitives::{defer, go_named, Chan, GoMap, Shared};
+
+use crate::{Budget, Bug, Variant};
+
+inventory::submit! {
+    Bug {
+        id: "moby_28161",
+        project: "moby",
+        upstream: "https://github.com/moby/moby/pull/29095",
+        category: "Misuse WaitGroup (Add after Wait released)",
+        expected: primitives::Verdict::Panic,
+        kernel: test_moby28161,
+        walkthrough: include_str!("moby_28161.md"),
+        file: file!(),
+        reconstructed: true,
+        // Bound 2 reaches the panic (after ~13,000 executions) and explores the fixed variant
+        // exhaustively (~11,000); bound 3 does not finish within the budget.
+        budget: Budget { preemption_bound: Some(2), ..Budget::DEFAULT },
+        ..Bug::DEFAULT
+    }
+}
+
+/// A stdio fifo of the exec'd process: closed (EOF) once the process has exited.
+type Fifo = Chan<&'static [u8]>;
+
+/// `libcontainerd.IOPipe`: the process's stdout and stderr fifos (no stdin here).
+struct IoPipe {
+    stdout: Fifo,
+    stderr: Fifo,
+}
+
+/// `runconfig.StreamConfig`, which embeds a `sync.WaitGroup` counting the stream copiers.
+struct StreamConfig {
+    wait_group: WaitGroup,
+}
+
+/// The daemon's `exec.Config` of one `docker exec`.
+struct ExecConfig {
+    stream_config: StreamConfig,
+    exit_code: Shared<Option<i64>>,
+    running: Shared<bool>,
+}
+
+/// The daemon's side (`libcontainerd.Backend`): the container with its exec.
+struct Daemon {
+    /// The container's lock (`c.Lock()`).
+    container: Mutex,
+    exec: Arc<ExecConfig>,
+}
+
+impl Daemon {
+    /// `AttachStreams`: libcontainerd hands the fifos over; one goroutine copies each stream
+    /// to the clients, counted by the exec's `StreamConfig` wait group.
+    fn attach_streams(&self, iop: IoPipe) {
+        // (1.12 attaches stdout and stderr first, then stdin; this exec has no stdin.)
+        let s = self.exec.clone();
+        let copy = |r: Fifo| {
+            s.stream_config.wait_group.add(1);
+            let s = s.clone();
+            go_named("copy", move || {
+                while r.recv().is_some() {} // io.Copy(w, r) until EOF
+                s.stream_config.wait_group.done();
+            });
+        };
+        copy(iop.stdout);
+        copy(iop.stderr);
+    }
+
+    /// `StateChanged` for `StateExitProcess`: the exec's process has exited.
+    fn state_changed_exit_process(&self, exit_code: i64) {
+        self.container.lock();
+        let _unlock = defer(|| self.container.unlock());
+        let exec = &self.exec;
+        exec.exit_code.set(Some(exit_code));
+        exec.running.set(false);
+        // Wait for the copiers, then execConfig.CloseStreams() and remove the exec.
+        exec.stream_config.wait_group.wait();
+    }
+}
+
+/// An event of containerd's event stream.
+struct Event {
+    pid: &'static str,
+    status: i64,
+}
+
+/// containerd, behind its gRPC API. `AddProcess` starts the exec's process and answers;
+/// containerd's supervisor (here: `main`) later finds the process orphaned and kills it.
+struct Remote {
+    /// The started process's fifos, as the supervisor sees them.
+    started: Chan<(&'static str, Fifo, Fifo)>,
+}
+
+impl Remote {
+    fn add_process(&self, pid: &'static str) -> IoPipe {
+        let iop = IoPipe {
+            stdout: Chan::new(0).named("stdout fifo"),
+            stderr: Chan::new(0).named("stderr fifo"),
+        };
+        self.started
+            .send((pid, iop.stdout.clone(), iop.stderr.clone()));
+        iop
+    }
+}
+
+/// containerd's supervisor: the process "has become an orphan, killing it". Its fifos reach
+/// EOF and its exit (137: SIGKILL) goes out on the event stream.
+fn kill_orphan(remote: &Remote) -> Event {
+    let (pid, stdout, stderr) = remote.started.recv().expect("a process was started");
+    stdout.close();
+    stderr.close();
+    Event { pid, status: 137 }
+}
+
+/// libcontainerd's `client` for the one container.
+struct Client {
+    /// `clnt.locker`, the per-container lock (`clnt.lock(containerID)`).
+    locker: Mutex,
+    /// The container's processes.
+    processes: GoMap<&'static str, ()>,
+    remote: Remote,
+    backend: Arc<Daemon>,
+    variant: Variant,
+}
+
+impl Client {
+    fn lock(&self) {
+        self.locker.lock();
+    }
+
+    fn unlock(&self) {
+        self.locker.unlock();
+    }
+
+    /// `AddProcess`: `docker exec` reaches containerd.
+    fn add_process(&self, process_friendly_name: &'static str) {
+        self.lock();
+        let _unlock = defer(|| self.unlock());
+        let iopipe = self.remote.add_process(process_friendly_name);
+        self.processes.insert(process_friendly_name, ());
+
+        if self.variant.fixed() {
+            // #29095 (#27467 for 1.12): the streams are attached under the container's lock.
+            self.backend.attach_streams(iopipe);
+        } else {
+            self.unlock();
+            self.backend.attach_streams(iopipe);
+            self.lock();
+        }
+    }
+
+    /// `container.handleEvent`, run by the goroutine that reads containerd's event stream.
+    fn handle_event(self: &Arc<Self>, e: Event) {
+        self.lock();
+        let _unlock = defer(|| self.unlock());
+        // An exit of a process other than init: StateExitProcess.
+        self.processes.remove(&e.pid); // ctr.cleanProcess
+        // ctr.client.q.append: StateChanged runs in a goroutine of its own.
+        let backend = self.backend.clone();
+        go_named("StateChanged", move || {
+            backend.state_changed_exit_process(e.status)
+        });
+    }
+}
+
+/// A `docker exec` on Docker 1.12 whose process containerd kills as an orphan right away.
+fn test_moby28161(variant: Variant) {
+    let exec = Arc::new(ExecConfig {
+        stream_config: StreamConfig {
+            wait_group: WaitGroup::new().named("StreamConfig"),
+        },
+        exit_code: Shared::new(None).named("execConfig.ExitCode"),
+        running: Shared::new(true).named("execConfig.Running"),
+    });
+    let clnt = Arc::new(Client {
+        locker: Mutex::new().named("locker[container]"),
+        processes: GoMap::new().named("processes"),
+        remote: Remote {
+            started: Chan::new(1).named("containerd"),
+        },
+        backend: Arc::new(Daemon {
+            container: Mutex::new().named("container"),
+            exec,
+        }),
+        variant,
+    });
+    let c = clnt.clone();
+    // ContainerExecStart -> containerd.AddProcess
+    go_named("ContainerExecStart", move || c.add_process("exec-1"));
+    // containerd kills the orphan; remote.handleEventStream gets its exit.
+    let e = kill_orphan(&clnt.remote);
+    clnt.handle_event(e);
+}
