@@ -1,0 +1,80 @@
+#![doc = include_str!("moby_17176.md")]
+
+use std::ops::Deref;
+use std::sync::Arc;
+
+use primitives::sync::Mutex;
+use primitives::{defer, go_named, Chan, Shared};
+
+use crate::{Bug, Variant};
+
+inventory::submit! {
+    Bug {
+        id: "moby_17176",
+        project: "moby",
+        upstream: "https://github.com/moby/moby/pull/17176",
+        category: "Double locking",
+        expected: primitives::Verdict::Deadlock,
+        kernel: test_moby17176,
+        walkthrough: include_str!("moby_17176.md"),
+        goker: Some("gobench/goker/blocking/moby/17176"),
+        asplos: Some("blocking-bugs/docker/2f16895ee94848e2d8ad72bc01968b4c88d84cb8.txt"),
+        file: file!(),
+        ..Bug::DEFAULT
+    }
+}
+
+/// devmapper's `DeviceSet`, which embeds a `sync.Mutex` (the global "devices lock").
+struct DeviceSet {
+    mutex: Mutex,
+    nr_deleted_devices: Shared<i64>,
+    variant: Variant,
+}
+
+impl Deref for DeviceSet {
+    type Target = Mutex;
+    fn deref(&self) -> &Mutex {
+        &self.mutex
+    }
+}
+
+impl DeviceSet {
+    /// Returns `true` for Go's `nil` error.
+    fn cleanup_deleted_devices(&self) -> bool {
+        self.lock();
+        // Nothing was deleted: nothing to clean up.
+        if self.nr_deleted_devices.get() == 0 {
+            if self.variant.fixed() {
+                self.unlock();
+            }
+            return true;
+        }
+        self.unlock();
+        false
+    }
+}
+
+/// `testDevmapperLockReleasedDeviceDeletion`.
+fn test_devmapper_lock_released_device_deletion(variant: Variant) {
+    let ds = Arc::new(DeviceSet {
+        mutex: Mutex::new().named("devices"),
+        nr_deleted_devices: Shared::new(0).named("nrDeletedDevices"),
+        variant,
+    });
+    ds.cleanup_deleted_devices();
+    let done_chan = Chan::new(0).named("doneChan");
+    let (ds2, done2) = (ds.clone(), done_chan.clone());
+    go_named("testDevmapperLockReleasedDeviceDeletion.func1", move || {
+        ds2.lock();
+        let _unlock = defer(|| ds2.unlock());
+        done2.send(true);
+    });
+    // The Go test selects on this and on a `time.After` watchdog; the watchdog is left out
+    // (see the walkthrough): a lock that is never released now leaves main itself waiting.
+    done_chan.recv();
+}
+
+/// `TestMoby17176`.
+fn test_moby17176(variant: Variant) {
+    test_devmapper_lock_released_device_deletion(variant);
+}

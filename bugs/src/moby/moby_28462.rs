@@ -1,0 +1,157 @@
+#![doc = include_str!("moby_28462.md")]
+
+use std::ops::Deref;
+use std::sync::Arc;
+use std::time::Duration;
+
+use primitives::sync::Mutex;
+use primitives::{defer, go_named, select, time, Chan, Shared};
+
+use crate::{Budget, Bug, Variant};
+
+inventory::submit! {
+    Bug {
+        id: "moby_28462",
+        project: "moby",
+        upstream: "https://github.com/moby/moby/pull/28462",
+        category: "Mixed deadlock (channel & lock)",
+        expected: primitives::Verdict::Leak,
+        kernel: test_moby28462,
+        walkthrough: include_str!("moby_28462.md"),
+        goker: Some("gobench/goker/blocking/moby/28462"),
+        asplos: Some("blocking-bugs/docker/89b123473774248fc3a0356dd3ce5b116cc69b29.txt"),
+        budget: Budget { loom: 3_000, ..Budget::DEFAULT },
+        file: file!(),
+        ..Bug::DEFAULT
+    }
+}
+
+/// `container.Health`: `stop` is the channel that stops the container's health monitor.
+struct Health {
+    stop: Shared<Chan<()>>,
+    variant: Variant,
+}
+
+impl Health {
+    fn open_monitor_channel(&self) -> Chan<()> {
+        self.stop.get()
+    }
+
+    fn close_monitor_channel(&self) {
+        let stop = self.stop.get();
+        if !stop.is_nil() {
+            if self.variant.fixed() {
+                stop.close();
+                self.stop.set(Chan::nil());
+            } else {
+                // Unbuffered: returns only once the monitor has taken the stop request.
+                stop.send(());
+            }
+        }
+    }
+}
+
+/// `container.State`.
+struct State {
+    health: Health,
+}
+
+/// `container.Container`, which embeds a `sync.Mutex`.
+struct Container {
+    mutex: Mutex,
+    state: State,
+}
+
+impl Deref for Container {
+    type Target = Mutex;
+    fn deref(&self) -> &Mutex {
+        &self.mutex
+    }
+}
+
+/// The daemon's container store.
+struct Store {
+    ctr: Arc<Container>,
+}
+
+impl Store {
+    fn get(&self) -> Arc<Container> {
+        self.ctr.clone()
+    }
+}
+
+/// `daemon.Daemon`.
+struct Daemon {
+    containers: Store,
+}
+
+impl Daemon {
+    fn state_changed(&self) {
+        let c = self.containers.get();
+        c.lock();
+        self.update_health_monitor_else_branch(&c);
+        let _unlock = defer(|| c.unlock());
+    }
+
+    /// `updateHealthMonitor` when the container is no longer running.
+    fn update_health_monitor_else_branch(&self, c: &Container) {
+        let h = &c.state.health;
+        h.close_monitor_channel();
+    }
+}
+
+/// The health monitor: probes the container every `probe_interval` until it is told to stop.
+fn monitor(c: Arc<Container>, stop: Chan<()>, variant: Variant) {
+    let probe_interval = Duration::from_secs(30); // defaultProbeInterval
+    loop {
+        select! {
+            recv(stop) => return,
+            recv(time::after(probe_interval)) => {
+                if variant.fixed() {
+                    handle_probe_result(&c, Some(&stop));
+                } else {
+                    handle_probe_result(&c, None);
+                }
+            },
+        }
+    }
+}
+
+/// Records a probe's result in the container's state, under the container's lock. `done` is
+/// the parameter the fix added.
+fn handle_probe_result(c: &Container, done: Option<&Chan<()>>) {
+    c.lock();
+    let _unlock = defer(|| c.unlock());
+    if let Some(done) = done {
+        // The probe may have been stopped while this waited for the lock: if so, return
+        // without recording its result (the kernel records nothing either way).
+        select! {
+            recv(done) => {}
+            default => {}
+        }
+    }
+}
+
+fn new_daemon_and_container(variant: Variant) -> (Daemon, Arc<Container>) {
+    let c = Arc::new(Container {
+        mutex: Mutex::new().named("Container"),
+        state: State {
+            health: Health {
+                stop: Shared::new(Chan::new(0).named("stop")).named("Health.stop"),
+                variant,
+            },
+        },
+    });
+    let d = Daemon {
+        containers: Store { ctr: c.clone() },
+    };
+    (d, c)
+}
+
+/// `TestMoby28462`.
+fn test_moby28462(variant: Variant) {
+    let (d, c) = new_daemon_and_container(variant);
+    let stop = c.state.health.open_monitor_channel();
+    go_named("monitor", move || monitor(c, stop, variant));
+    go_named("StateChanged", move || d.state_changed());
+}
