@@ -1,0 +1,91 @@
+#![doc = include_str!("etcd_10492.md")]
+
+use std::sync::{Arc, Weak};
+
+use primitives::context::{self, Context};
+use primitives::sync::RwMutex;
+use primitives::{defer, Shared};
+
+use crate::{Bug, Variant};
+
+inventory::submit! {
+    Bug {
+        id: "etcd_10492",
+        project: "etcd",
+        upstream: "https://github.com/etcd-io/etcd/pull/10492",
+        category: "Double locking",
+        expected: primitives::Verdict::Deadlock,
+        kernel: test_etcd10492,
+        walkthrough: include_str!("etcd_10492.md"),
+        goker: Some("gobench/goker/blocking/etcd/10492"),
+        asplos: None,
+        file: file!(),
+        ..Bug::DEFAULT
+    }
+}
+
+/// `Checkpointer`: the function the lessor calls to propose a lease checkpoint through raft.
+type Checkpointer = Arc<dyn Fn(&Context) + Send + Sync>;
+
+/// The lease manager (`lessor`).
+struct Lessor {
+    mu: RwMutex,
+    cp: Shared<Option<Checkpointer>>,
+    variant: Variant,
+}
+
+impl Lessor {
+    /// Applying a checkpoint takes the lessor's write lock.
+    fn checkpoint(&self) {
+        self.mu.lock();
+        let _unlock = defer(|| self.mu.unlock());
+    }
+
+    fn set_checkpointer(&self, cp: Checkpointer) {
+        self.mu.lock();
+        let _unlock = defer(|| self.mu.unlock());
+        self.cp.set(Some(cp));
+    }
+
+    fn renew(&self) {
+        if self.variant.fixed() {
+            // The fix: decide under the read lock, call the checkpointer with no lock held,
+            // then take the write lock only to refresh the lease.
+            self.mu.rlock();
+            let clear_remaining_ttl = self.cp.read(Option::is_some);
+            self.mu.runlock();
+            if clear_remaining_ttl {
+                let cp = self.cp.get().expect("checked above");
+                cp(&context::background());
+            }
+            self.mu.lock();
+            self.mu.unlock();
+            return;
+        }
+        self.mu.lock();
+        let _unlock = defer(|| self.mu.unlock());
+        if let Some(cp) = self.cp.get() {
+            cp(&context::background()); // ends in checkpoint(), which locks mu again
+        }
+    }
+}
+
+/// `TestEtcd10492`.
+fn test_etcd10492(variant: Variant) {
+    let le = Arc::new(Lessor {
+        mu: RwMutex::new().named("lessor.mu"),
+        cp: Shared::new(None).named("lessor.cp"),
+        variant,
+    });
+    // The checkpointer stands for raft: it applies the checkpoint on the same lessor.
+    let weak: Weak<Lessor> = Arc::downgrade(&le);
+    let faker_checkpointer: Checkpointer = Arc::new(move |_ctx: &Context| {
+        if let Some(le) = weak.upgrade() {
+            le.checkpoint();
+        }
+    });
+    le.set_checkpointer(faker_checkpointer);
+    le.mu.lock();
+    le.mu.unlock();
+    le.renew();
+}

@@ -1,0 +1,160 @@
+#![doc = include_str!("etcd_7902.md")]
+
+use std::sync::Arc;
+
+use primitives::sync::{Mutex, WaitGroup};
+use primitives::{defer, go_named, select, Chan, Shared};
+
+use crate::{Budget, Bug, Variant};
+
+inventory::submit! {
+    Bug {
+        id: "etcd_7902",
+        project: "etcd",
+        upstream: "https://github.com/etcd-io/etcd/pull/7902",
+        category: "Channel & Lock",
+        expected: primitives::Verdict::Leak,
+        kernel: test_etcd7902,
+        walkthrough: include_str!("etcd_7902.md"),
+        goker: Some("gobench/goker/blocking/etcd/7902"),
+        asplos: None,
+        // loom's search of the fixed variant does not finish (93,294 executions at preemption
+        // bound 2); a sample of it keeps the test short.
+        budget: Budget { loom: 5_000, ..Budget::DEFAULT },
+        file: file!(),
+        ..Bug::DEFAULT
+    }
+}
+
+/// Rounds per client (GoKer runs 100; the deadlock needs one).
+const ROUNDS: usize = 2;
+
+/// `release` found that not every client has validated yet ("waiting on followers").
+struct WaitingOnFollowers;
+
+/// The election runner's state shared by all round clients (captured variables in Go).
+struct Election {
+    /// Closed by the leader when the next round may start.
+    nextc: Shared<Chan<bool>>,
+    /// One token per client that validated this round.
+    validatec: Chan<()>,
+    clients: usize,
+    variant: Variant,
+}
+
+/// One `roundClient` of the election runner, with the variables its closures capture.
+struct RoundClient {
+    election: Arc<Election>,
+    /// Whether this client wins every election (upstream: `observedLeader == v`).
+    leader: bool,
+    validate_waiters: Shared<usize>,
+    rc_nextc: Shared<Chan<bool>>,
+}
+
+impl RoundClient {
+    /// Campaigns; the winner then waits for every client to validate.
+    fn acquire(&self) {
+        if self.leader {
+            self.validate_waiters.set(self.election.clients);
+        }
+    }
+
+    fn validate(&self) {
+        self.rc_nextc.set(self.election.nextc.get()); // setRcNextc
+        self.election.validatec.send(());
+    }
+
+    fn release(&self) -> Result<(), WaitingOnFollowers> {
+        while self.validate_waiters.get() > 0 {
+            select! {
+                recv(self.election.validatec) => {
+                    self.validate_waiters.set(self.validate_waiters.get() - 1);
+                },
+                default => return Err(WaitingOnFollowers),
+            }
+        }
+        if self.leader {
+            let nextc = &self.election.nextc;
+            if self.election.variant.fixed() {
+                let old_nextc = nextc.get();
+                nextc.set(Chan::new(0).named("nextc"));
+                old_nextc.close();
+            } else {
+                nextc.get().close();
+                nextc.set(Chan::new(0).named("nextc"));
+            }
+        }
+        self.rc_nextc.get().recv(); // followers wait here for the leader
+        Ok(())
+    }
+
+    /// Go retries a failed `release` in a busy loop; the kernel waits for the validation the
+    /// leader is missing instead (its only effect), then retries.
+    fn wait_for_follower(&self) {
+        self.election.validatec.recv();
+        self.validate_waiters.set(self.validate_waiters.get() - 1);
+    }
+}
+
+fn run_election_func(variant: Variant) {
+    let clients = 3;
+    let election = Arc::new(Election {
+        nextc: Shared::new(Chan::new(0).named("nextc")).named("nextc"),
+        validatec: Chan::new(clients).named("validatec"),
+        clients,
+        variant,
+    });
+    let rcs: Vec<Arc<RoundClient>> = (0..clients)
+        .map(|i| {
+            Arc::new(RoundClient {
+                election: election.clone(),
+                leader: i == 0,
+                validate_waiters: Shared::new(0).named("validateWaiters"),
+                rc_nextc: Shared::new(Chan::nil()).named("rcNextc"),
+            })
+        })
+        .collect();
+    do_rounds(rcs, ROUNDS, variant);
+}
+
+fn do_rounds(rcs: Vec<Arc<RoundClient>>, rounds: usize, variant: Variant) {
+    let mu = Mutex::new().named("mu");
+    let wg = WaitGroup::new();
+    wg.add(rcs.len() as i64);
+    for rc in rcs {
+        let (mu, wg) = (mu.clone(), wg.clone());
+        go_named("doRounds", move || {
+            let _done = defer(|| wg.done());
+            let mut progress = 0;
+            while progress < rounds {
+                rc.acquire();
+                if variant.fixed() {
+                    // The fix: validate and release take no global lock.
+                    rc.validate();
+                    progress += 1;
+                    while rc.release().is_err() {
+                        rc.wait_for_follower();
+                    }
+                    continue;
+                }
+                mu.lock();
+                rc.validate();
+                mu.unlock();
+                progress += 1;
+                mu.lock();
+                while rc.release().is_err() {
+                    mu.unlock();
+                    rc.wait_for_follower();
+                    mu.lock();
+                }
+                mu.unlock();
+            }
+        });
+    }
+    wg.wait();
+}
+
+/// `TestEtcd7902`.
+fn test_etcd7902(variant: Variant) {
+    go_named("runElectionFunc", move || run_election_func(variant));
+}
