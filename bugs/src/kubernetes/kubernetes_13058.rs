@@ -29,7 +29,7 @@ inventory::submit! {
 }
 
 /// An object the informer hands to its handlers (its contents do not matter here).
-type Obj = ();
+struct Obj;
 
 type ProcessFunc = Arc<dyn Fn(Obj) + Send + Sync>;
 
@@ -111,7 +111,7 @@ fn test_kubernetes13058(variant: Variant) {
     // The deletions the informer will deliver, one per test run.
     let queue = Chan::new(THREADS * tests.len()).named("queue");
     for _ in 0..THREADS * tests.len() {
-        queue.send(());
+        queue.send(Obj);
     }
 
     let wg_for_delete = test_done_wg.clone();

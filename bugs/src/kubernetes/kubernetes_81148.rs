@@ -120,7 +120,8 @@ fn new_priority_queue(stop: Chan<()>) -> Arc<PriorityQueue> {
 }
 
 /// apimachinery's `wait.BackoffUntil`, reduced as in the GoKer kernel: run `f`, then wait
-/// for `stop` (the period between runs never elapses here).
+/// for `stop` (the period between runs never elapses here, so the loop never comes round).
+#[allow(clippy::never_loop)]
 fn backoff_until(f: &dyn Fn(), stop_ch: &Chan<()>) {
     loop {
         select! {
