@@ -1,0 +1,127 @@
+#![doc = include_str!("kubernetes_77796.md")]
+
+use std::ops::Deref;
+use std::sync::Arc;
+use std::time::Duration;
+
+use primitives::sync::{RwMutex, WaitGroup};
+use primitives::{defer, go_named, select, time, Chan, Shared};
+
+use crate::{Bug, Loom, Variant};
+
+inventory::submit! {
+    Bug {
+        id: "kubernetes_77796",
+        project: "kubernetes",
+        upstream: "https://github.com/kubernetes/kubernetes/pull/77796",
+        category: "Data race",
+        expected: primitives::Verdict::Race,
+        kernel: test_kubernetes77796,
+        loom: Loom::DoesNotApply(
+            "main, the dispatcher, three test goroutines and the timer goroutine: more \
+             threads than loom's five",
+        ),
+        walkthrough: include_str!("kubernetes_77796.md"),
+        goker: Some("gobench/goker/nonblocking/kubernetes/77796"),
+        asplos: None,
+        fix_is_ours: true,
+        file: file!(),
+        ..Bug::DEFAULT
+    }
+}
+
+/// A watcher of the cache (its contents do not matter here).
+type CacheWatcher = ();
+
+/// A `watchCacheEvent` (here, a bookmark; its contents do not matter).
+type WatchCacheEvent = ();
+
+/// The apiserver's watch `Cacher`, which embeds a `sync.RWMutex`. `watchersBuffer` is
+/// scratch space reused by every dispatch: only one goroutine at a time may dispatch.
+struct Cacher {
+    rw_mutex: RwMutex,
+    watchers_buffer: Shared<Vec<CacheWatcher>>,
+    incoming: Chan<WatchCacheEvent>,
+    stop_ch: Chan<()>,
+}
+
+impl Deref for Cacher {
+    type Target = RwMutex;
+    fn deref(&self) -> &RwMutex {
+        &self.rw_mutex
+    }
+}
+
+impl Cacher {
+    /// Collects, under the lock, the watchers the event must go to.
+    fn start_dispatching(&self) {
+        self.lock();
+        let _unlock = defer(|| self.unlock());
+        // `c.watchersBuffer = c.watchersBuffer[:0]`, then the interested watchers appended.
+        self.watchers_buffer.write(|b| b.clear());
+    }
+
+    /// Sends the event to the collected watchers, without the lock.
+    fn dispatch_event(&self, _event: WatchCacheEvent) {
+        self.start_dispatching();
+        let watchers = self.watchers_buffer.read(|b| b.len());
+        for _watcher in 0..watchers {}
+    }
+
+    /// The dispatcher goroutine: dispatches what arrives on `incoming` until stopped.
+    fn dispatch_events(&self) {
+        loop {
+            select! {
+                recv(self.incoming) -> event => {
+                    let Some(event) = event else { return };
+                    self.dispatch_event(event);
+                },
+                recv(self.stop_ch) => return,
+            }
+        }
+    }
+
+    fn stop(&self) {
+        self.stop_ch.close();
+    }
+}
+
+fn new_cacher_from_config() -> Arc<Cacher> {
+    let cacher = Arc::new(Cacher {
+        rw_mutex: RwMutex::new().named("Cacher"),
+        watchers_buffer: Shared::new(Vec::new()).named("c.watchersBuffer"),
+        incoming: Chan::new(100).named("c.incoming"),
+        stop_ch: Chan::new(0).named("c.stopCh"),
+    });
+    let c = cacher.clone();
+    go_named("Cacher.dispatchEvents", move || c.dispatch_events());
+    cacher
+}
+
+fn new_test_cacher() -> Arc<Cacher> {
+    new_cacher_from_config()
+}
+
+/// `TestKubernetes77796` (`TestDispatchingBookmarkEventsWithConcurrentStop`, three rounds).
+fn test_kubernetes77796(variant: Variant) {
+    let cacher = new_test_cacher();
+    let _stop = defer(|| cacher.stop());
+    for _ in 0..3 {
+        let c = cacher.clone();
+        if variant.fixed() {
+            // Our fix: each round waits for its dispatch before the next one starts.
+            let wg = WaitGroup::new().named("wg");
+            wg.add(1);
+            let wg2 = wg.clone();
+            go_named("TestKubernetes77796.func1", move || {
+                c.dispatch_event(());
+                wg2.done();
+            });
+            time::sleep(Duration::from_millis(10));
+            wg.wait();
+        } else {
+            go_named("TestKubernetes77796.func1", move || c.dispatch_event(()));
+            time::sleep(Duration::from_millis(10));
+        }
+    }
+}

@@ -1,0 +1,87 @@
+#![doc = include_str!("kubernetes_82550.md")]
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use primitives::sync::Mutex;
+use primitives::{defer, go_named, Shared};
+
+use crate::{Bug, Loom, Variant};
+
+inventory::submit! {
+    Bug {
+        id: "kubernetes_82550",
+        project: "kubernetes",
+        upstream: "https://github.com/kubernetes/kubernetes/pull/82550",
+        category: "Data race",
+        expected: primitives::Verdict::Race,
+        kernel: test_kubernetes82550,
+        loom: Loom::DoesNotApply("ten LazyProvide goroutines besides main: more threads than loom's five"),
+        walkthrough: include_str!("kubernetes_82550.md"),
+        goker: Some("gobench/goker/nonblocking/kubernetes/82550"),
+        asplos: None,
+        fix_is_ours: true,
+        file: file!(),
+        ..Bug::DEFAULT
+    }
+}
+
+/// A registry credential (its fields do not matter here).
+#[derive(Clone, Default)]
+struct DockerConfigEntry;
+
+/// `DockerConfig`: credentials by registry URL.
+type DockerConfig = BTreeMap<String, DockerConfigEntry>;
+
+/// `CachingDockerConfigProvider`: in the real code it caches the ECR token for ~12 hours.
+struct CachingDockerConfigProvider;
+
+impl CachingDockerConfigProvider {
+    fn provide(&self) -> DockerConfig {
+        DockerConfig::new()
+    }
+}
+
+/// The ECR credential provider's lazy front (`lazyEcrProvider`): the real provider is made on
+/// the first image pull that needs it.
+struct LazyEcrProvider {
+    /// Our fix's lock (see the walkthrough).
+    mu: Mutex,
+    actual_provider: Shared<Option<Arc<CachingDockerConfigProvider>>>,
+    variant: Variant,
+}
+
+impl LazyEcrProvider {
+    fn lazy_provide(&self) -> DockerConfigEntry {
+        let locked = self.variant.fixed();
+        if locked {
+            self.mu.lock();
+        }
+        let _unlock = defer(|| {
+            if locked {
+                self.mu.unlock()
+            }
+        });
+        if self.actual_provider.get().is_none() {
+            self.actual_provider
+                .set(Some(Arc::new(CachingDockerConfigProvider)));
+        }
+        let actual = self.actual_provider.get().expect("set just above");
+        actual.provide().get("0").cloned().unwrap_or_default()
+    }
+}
+
+/// `TestKubernetes82550`: ten image pulls ask for credentials at once.
+fn test_kubernetes82550(variant: Variant) {
+    let provider = Arc::new(LazyEcrProvider {
+        mu: Mutex::new().named("p.mu"),
+        actual_provider: Shared::new(None).named("p.actualProvider"),
+        variant,
+    });
+    for _ in 0..10 {
+        let provider = provider.clone();
+        go_named("LazyProvide", move || {
+            provider.lazy_provide();
+        });
+    }
+}
