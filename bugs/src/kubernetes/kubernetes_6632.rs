@@ -1,0 +1,99 @@
+#![doc = include_str!("kubernetes_6632.md")]
+
+use std::sync::Arc;
+
+use primitives::sync::Mutex;
+use primitives::{defer, go_named, select, Chan, Shared};
+
+use crate::{Budget, Bug, Variant};
+
+inventory::submit! {
+    Bug {
+        id: "kubernetes_6632",
+        project: "kubernetes",
+        upstream: "https://github.com/kubernetes/kubernetes/pull/6632",
+        category: "Mixed deadlock (channel & lock)",
+        expected: primitives::Verdict::Leak,
+        kernel: test_kubernetes6632,
+        walkthrough: include_str!("kubernetes_6632.md"),
+        goker: Some("gobench/goker/blocking/kubernetes/6632"),
+        asplos: Some("blocking-bugs/kubernetes/82afb7ab1fe12cf2efceede2322d082eaf5d5adc.txt"),
+        file: file!(),
+        // Bound 3 does not finish the fixed variant's search in 20 000 executions; bound 2
+        // does (8 080), and still finds the bug.
+        budget: Budget { preemption_bound: Some(2), ..Budget::DEFAULT },
+        ..Bug::DEFAULT
+    }
+}
+
+/// spdystream's `Connection` (only its close notification matters here).
+struct Connection {
+    close_chan: Chan<bool>,
+}
+
+/// spdystream's `idleAwareFramer`: a frame writer that resets an idle timer on every write.
+struct IdleAwareFramer {
+    /// A channel, or nil once the framer is closed; guarded by `write_lock`.
+    reset_chan: Shared<Chan<bool>>,
+    write_lock: Mutex,
+    conn: Connection,
+    variant: Variant,
+}
+
+impl IdleAwareFramer {
+    // GoKer's `Loop: for { select { ... break Loop } }` never goes round: its one case breaks.
+    #[allow(clippy::never_loop)]
+    fn monitor(&self) {
+        let reset_chan = self.reset_chan.get();
+        loop {
+            select! {
+                recv(self.conn.close_chan) => {
+                    if self.variant.fixed() {
+                        // The fix: drain resetChan, so that a writer blocked on it, holding
+                        // writeLock, can finish.
+                        let r = reset_chan.clone();
+                        go_named("monitor.func1", move || while r.recv().is_some() {});
+                    }
+                    self.write_lock.lock();
+                    reset_chan.close();
+                    self.reset_chan.set(Chan::nil());
+                    self.write_lock.unlock();
+                    break;
+                },
+            }
+        }
+    }
+
+    fn write_frame(&self) {
+        self.write_lock.lock();
+        let _unlock = defer(|| self.write_lock.unlock());
+        let reset_chan = self.reset_chan.get();
+        if reset_chan.is_nil() {
+            return;
+        }
+        reset_chan.send(true); // blocks holding writeLock
+    }
+}
+
+fn new_idle_aware_framer(variant: Variant) -> Arc<IdleAwareFramer> {
+    Arc::new(IdleAwareFramer {
+        reset_chan: Shared::new(Chan::new(0).named("resetChan")).named("resetChan"),
+        write_lock: Mutex::new().named("writeLock"),
+        conn: Connection {
+            close_chan: Chan::new(0).named("closeChan"),
+        },
+        variant,
+    })
+}
+
+/// `TestKubernetes6632`.
+fn test_kubernetes6632(variant: Variant) {
+    let i = new_idle_aware_framer(variant);
+
+    let (i1, i2, i3) = (i.clone(), i.clone(), i);
+    go_named("TestKubernetes6632.func1", move || {
+        i1.conn.close_chan.send(true);
+    }); // helper goroutine
+    go_named("monitor", move || i2.monitor()); // G1
+    go_named("WriteFrame", move || i3.write_frame()); // G2
+}
