@@ -48,7 +48,7 @@ impl Http2Client {
             select! {
                 recv(timer.c()) => {
                     self.mu.lock();
-                    if self.active_streams.len() < 1 {
+                    if self.active_streams.is_empty() {
                         // Go dormant: make awakenKeepalive writable, so NewStream can wake us.
                         self.awaken_keepalive.recv(); // buggy, second time: empty, blocks holding mu
                         self.mu.unlock();
