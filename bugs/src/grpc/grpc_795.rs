@@ -1,0 +1,90 @@
+#![doc = include_str!("grpc_795.md")]
+
+use std::sync::Arc;
+
+use primitives::sync::Mutex;
+use primitives::{go_named, Shared};
+
+use crate::{Bug, Variant};
+
+inventory::submit! {
+    Bug {
+        id: "grpc_795",
+        project: "grpc",
+        upstream: "https://github.com/grpc/grpc-go/pull/795",
+        category: "Double locking",
+        expected: primitives::Verdict::Deadlock,
+        kernel: test_grpc795,
+        walkthrough: include_str!("grpc_795.md"),
+        goker: Some("gobench/goker/blocking/grpc/795"),
+        file: file!(),
+        ..Bug::DEFAULT
+    }
+}
+
+/// The gRPC server (`Server`).
+struct Server {
+    mu: Mutex,
+    /// Set by the first `GracefulStop`.
+    drain: Shared<bool>,
+    /// The live connections; `nil` once the server has stopped (none are opened here).
+    conns: Shared<Option<Vec<()>>>,
+    variant: Variant,
+}
+
+impl Server {
+    fn graceful_stop(&self) {
+        self.mu.lock();
+        if self.drain.get() || self.conns.read(|c| c.is_none()) {
+            // Already stopping or stopped: nothing to do but release the lock.
+            if self.variant.fixed() {
+                self.mu.unlock();
+            } else {
+                self.mu.lock(); // meant to be Unlock: the goroutine blocks on its own lock
+            }
+            return;
+        }
+        self.drain.set(true);
+        // Closing the listeners, draining the connections and waiting on `s.cv` until they
+        // are gone is left out: the test opens none.
+        self.conns.set(None);
+        self.mu.unlock();
+    }
+
+    fn serve(&self) {
+        self.mu.lock();
+        self.mu.unlock();
+    }
+}
+
+fn new_server(variant: Variant) -> Arc<Server> {
+    Arc::new(Server {
+        mu: Mutex::new().named("Server.mu"),
+        drain: Shared::new(false).named("Server.drain"),
+        conns: Shared::new(Some(Vec::new())).named("Server.conns"),
+        variant,
+    })
+}
+
+/// The end-to-end test's fixture (`test`).
+struct Test {
+    srv: Option<Arc<Server>>,
+}
+
+impl Test {
+    fn start_server(&mut self, variant: Variant) {
+        let s = new_server(variant);
+        self.srv = Some(s.clone());
+        go_named("Serve", move || s.serve());
+    }
+}
+
+/// `TestGrpc795` (upstream's `testServerGracefulStopIdempotent`).
+fn test_grpc795(variant: Variant) {
+    let mut te = Test { srv: None };
+    te.start_server(variant);
+    let srv = te.srv.as_ref().expect("started");
+    for _ in 0..3 {
+        srv.graceful_stop();
+    }
+}
