@@ -76,3 +76,33 @@ pub fn native_baseline(id: &str) {
             .map(|f| (f.report.verdict, f.report.message))
     );
 }
+
+/// `cargo fmt` cannot see the kernels (their modules are declared in a generated file), so
+/// this test holds them to rustfmt's layout instead.
+#[test]
+fn kernels_are_formatted() {
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    for project in std::fs::read_dir(&src).expect("bugs/src is readable").flatten() {
+        if project.path().is_dir() {
+            for f in std::fs::read_dir(project.path()).expect("readable").flatten() {
+                if f.path().extension().is_some_and(|x| x == "rs") {
+                    files.push(f.path());
+                }
+            }
+        }
+    }
+    let Ok(out) = std::process::Command::new("rustfmt")
+        .args(["--edition", "2021", "--check", "-l"])
+        .args(&files)
+        .output()
+    else {
+        eprintln!("skipped: rustfmt is not installed");
+        return;
+    };
+    let unformatted = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "run `rustfmt --edition 2021 bugs/src/*/*.rs`; unformatted:\n{unformatted}"
+    );
+}

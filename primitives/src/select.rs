@@ -8,8 +8,12 @@
 //!
 //! Who picks among ready cases: on shuttle, the scheduler (the choice is part of the schedule,
 //! so replays make it again); on `std`, the runtime's seeded generator. loom has no way to
-//! branch on a value (loom#84), so **under loom the first ready case in source order is
-//! taken**; interleavings still decide which cases are ready.
+//! branch on a value (loom#84), so **under loom a goroutine's selects take their ready cases in
+//! rotation** (its n-th select with k ready cases, counting from 0, takes the (n mod k)-th): deterministic, as
+//! loom needs, and fair, so a case that is always ready (a closed channel, a due timer) cannot
+//! shut out the others; interleavings still decide which cases are ready. Which case a single
+//! select takes is therefore not explored under loom: kernels whose failure needs a particular
+//! choice say that loom does not apply.
 
 // The sealed `CaseImpl` trait's methods take runtime types: nameable only inside the crate,
 // which is the point of sealing it.
@@ -252,6 +256,13 @@ pub fn select(cases: &mut [&mut dyn Case], has_default: bool) -> usize {
         } else {
             match exec.kind {
                 EngineKind::Std => cx.books().random(ready.len()),
+                EngineKind::Loom => {
+                    let mut b = cx.books();
+                    let g = &mut b.goroutines[cx.gid];
+                    let turn = g.selects;
+                    g.selects += 1;
+                    (turn % ready.len() as u64) as usize
+                }
                 kind => engine::scheduler_choice(kind, ready.len()).unwrap_or(0),
             }
         };
@@ -267,9 +278,6 @@ pub fn select(cases: &mut [&mut dyn Case], has_default: bool) -> usize {
             let mut b = cx.books();
             cx.event(&mut b, Op::Select, None, -1);
         }
-        drop(cx);
-        // A select that takes its default is usually one turn of a polling loop.
-        engine::yield_now(exec.kind);
         return cases.len();
     }
     let live = cases.iter().filter(|c| c.exec().is_some()).count();

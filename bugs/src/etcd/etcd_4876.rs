@@ -78,7 +78,8 @@ impl WatchServer {
 /// `TestEtcd4876`.
 fn test_etcd4876(variant: Variant) {
     let v3rpc = Arc::new(V3rpc {
-        progress_report_interval: Shared::new(Duration::from_secs(10 * 60)).named("ProgressReportInterval"),
+        progress_report_interval: Shared::new(Duration::from_secs(10 * 60))
+            .named("ProgressReportInterval"),
         progress_report_interval_milliseconds: AtomicI32::new(10 * 60 * 1000),
         variant,
     });

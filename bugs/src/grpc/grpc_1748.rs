@@ -175,7 +175,8 @@ fn dial(pkg: &Arc<Package>, listener: &Chan<()>) -> Arc<ClientConn> {
         listener: listener.clone(),
     });
     cc.mu.lock();
-    cc.conns.write(|c| c.as_mut().expect("open").push(ac.clone()));
+    cc.conns
+        .write(|c| c.as_mut().expect("open").push(ac.clone()));
     cc.mu.unlock();
     ac.connect();
     cc

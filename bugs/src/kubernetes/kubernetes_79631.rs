@@ -151,7 +151,11 @@ impl PriorityQueue {
     fn run(self: &Arc<Self>) {
         let (p, stop) = (self.clone(), self.stop.clone());
         go_named("Until", move || {
-            until(&|| p.flush_backoff_q_completed(), POD_INITIAL_BACKOFF, &stop)
+            until(
+                &|| p.flush_backoff_q_completed(),
+                POD_INITIAL_BACKOFF,
+                &stop,
+            )
         });
     }
 

@@ -80,7 +80,9 @@ impl PriorityQueue {
     /// Starts the queue's background flush.
     fn run(self: &Arc<Self>) {
         let (p, stop) = (self.clone(), self.stop.clone());
-        go_named("Until", move || until(&|| p.flush_backoff_q_completed(), &stop));
+        go_named("Until", move || {
+            until(&|| p.flush_backoff_q_completed(), &stop)
+        });
     }
 
     /// `Close`: stops the background goroutines (see the walkthrough: the kernel calls it at

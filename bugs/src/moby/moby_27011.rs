@@ -150,7 +150,7 @@ impl Client {
         let _unlock = defer(|| self.unlock());
         // An exit of a process other than init: StateExitProcess.
         self.processes.remove(&e.pid); // ctr.cleanProcess
-        // ctr.client.q.append: StateChanged runs in a goroutine of its own.
+                                       // ctr.client.q.append: StateChanged runs in a goroutine of its own.
         let backend = self.backend.clone();
         go_named("StateChanged", move || {
             backend.state_changed_exit_process(e.status)
@@ -183,6 +183,10 @@ fn test_moby27011(variant: Variant) {
     // ContainerExecStart -> containerd.AddProcess
     go_named("ContainerExecStart", move || c.add_process("exec-1"));
     // remote.handleEventStream
-    let e = clnt.remote.events.recv().expect("containerd reports the exit");
+    let e = clnt
+        .remote
+        .events
+        .recv()
+        .expect("containerd reports the exit");
     clnt.handle_event(e);
 }

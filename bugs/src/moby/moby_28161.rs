@@ -160,7 +160,7 @@ impl Client {
         let _unlock = defer(|| self.unlock());
         // An exit of a process other than init: StateExitProcess.
         self.processes.remove(&e.pid); // ctr.cleanProcess
-        // ctr.client.q.append: StateChanged runs in a goroutine of its own.
+                                       // ctr.client.q.append: StateChanged runs in a goroutine of its own.
         let backend = self.backend.clone();
         go_named("StateChanged", move || {
             backend.state_changed_exit_process(e.status)

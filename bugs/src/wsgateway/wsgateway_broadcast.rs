@@ -123,7 +123,8 @@ impl Room {
     fn close(&self) {
         self.mu.rlock();
         let _runlock = defer(|| self.mu.runlock());
-        self.users.with(|m| m.values().cloned().collect::<Vec<_>>())
+        self.users
+            .with(|m| m.values().cloned().collect::<Vec<_>>())
             .iter()
             .for_each(|u| u.conn.close());
     }

@@ -268,7 +268,8 @@ pub(crate) fn scheduler_choice(kind: EngineKind, n: usize) -> Option<usize> {
 /// deprioritizes the poller, as fairness would.
 pub(crate) fn yield_now(kind: EngineKind) {
     match kind {
-        EngineKind::Std => std::thread::yield_now(),
+        // A bare yield rarely lets a thread that is still starting catch up; a short nap does.
+        EngineKind::Std => std::thread::sleep(std::time::Duration::from_micros(20)),
         EngineKind::Loom => loom::thread::yield_now(),
         EngineKind::Shuttle => shuttle::thread::yield_now(),
     }

@@ -34,6 +34,10 @@ pub(crate) struct Goroutine {
     pub(crate) clock: VClock,
     /// A clock the waker hands over; joined into `clock` when the goroutine resumes.
     pub(crate) deposit: Option<VClock>,
+    /// The last step it took (or the step it was created at).
+    pub(crate) last_step: u64,
+    /// Selects it ran with a choice to make (loom rotates through their ready cases).
+    pub(crate) selects: u64,
 }
 
 /// What a goroutine is doing.

@@ -127,6 +127,9 @@ pub(crate) struct Books {
     pub(crate) engine_error: Option<String>,
     /// What to do once the lock is released: wake goroutines, start the timer goroutine.
     pub(crate) deferred: Vec<Deferred>,
+    /// The goroutine that took the last step, and how many it took in a row.
+    pub(crate) last_stepper: Gid,
+    pub(crate) streak: u32,
 }
 
 /// An action the runtime takes only after releasing the lock. Under shuttle, waking a thread
@@ -164,7 +167,18 @@ pub(crate) struct Ctx<'e> {
     pub(crate) gid: Gid,
     /// The source line of the operation in progress.
     pub(crate) at: &'static Location<'static>,
+    /// The goroutine has run long enough: it yields once the lock is released (preemption).
+    preempt: bool,
 }
+
+/// Steps a goroutine may take in a row before it is preempted, and steps a runnable goroutine
+/// may wait for its turn before whoever runs yields to it. Go's scheduler preempts a goroutine
+/// that runs for about 10 ms without blocking, so a busy loop (or a loop fed by a timer) cannot
+/// keep a runnable goroutine from running; loom and shuttle schedule cooperatively and would
+/// explore exactly that starvation. A yield gives the others their turn (and, with lazy
+/// timers, a long run of the only runnable goroutine lets time pass). The schedules these
+/// yields leave out are the unfair ones, which Go's scheduler does not produce.
+const PREEMPT_STEPS: u32 = 256;
 
 impl Execution {
     pub(crate) fn new(
@@ -186,6 +200,8 @@ impl Execution {
             fired: None,
             clock,
             deposit: None,
+            last_step: 0,
+            selects: 0,
         };
         let books = Books {
             goroutines: vec![main],
@@ -204,6 +220,8 @@ impl Execution {
             rng: config.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1,
             engine_error: None,
             deferred: Vec::new(),
+            last_stepper: MAIN,
+            streak: 0,
         };
         Execution {
             me: std::sync::Weak::new(),
@@ -252,6 +270,7 @@ impl Execution {
             guard: Some(self.lock.lock()),
             gid,
             at,
+            preempt: false,
         }
     }
 
@@ -301,6 +320,32 @@ impl<'e> Ctx<'e> {
             return false;
         }
         b.step += 1;
+        if b.last_stepper == self.gid {
+            b.streak += 1;
+        } else {
+            b.last_stepper = self.gid;
+            b.streak = 1;
+        }
+        let gid = self.gid;
+        let step = b.step;
+        b.goroutines[gid].last_step = step;
+        // Preempted after a long run, or when another goroutine has waited long for its turn.
+        let preempt = b.streak >= PREEMPT_STEPS
+            || b.goroutines.iter().enumerate().any(|(i, g)| {
+                i != gid
+                    && !g.system
+                    && matches!(g.status, Status::Runnable)
+                    && step - g.last_step > u64::from(PREEMPT_STEPS)
+            });
+        if preempt {
+            b.streak = 0;
+            if self.exec.config.timers == TimerMode::Lazy && b.running <= 1 {
+                // Nothing else can run: the poller's time passes.
+                if let Some(t) = b.timers.next_due(self) {
+                    self.fire_timer(&mut b, t);
+                }
+            }
+        }
         if b.step > self.exec.config.max_steps {
             let (verdict, message) = if b.main_returned {
                 (
@@ -322,6 +367,8 @@ impl<'e> Ctx<'e> {
             self.fail(&mut b, verdict, message, None);
             return false;
         }
+        drop(b);
+        self.preempt |= preempt;
         true
     }
 
@@ -449,6 +496,9 @@ impl<'e> Ctx<'e> {
         let deferred = self.take_deferred();
         drop(self.guard.take());
         self.exec.run_deferred(deferred);
+        if std::mem::take(&mut self.preempt) && !std::thread::panicking() {
+            crate::engine::yield_now(self.exec.kind);
+        }
     }
 
     /// Waits on this goroutine's condition variable until it is fired (or the execution ends).
@@ -873,6 +923,8 @@ impl Ctx<'_> {
             fired: None,
             clock,
             deposit: None,
+            last_step: b.step,
+            selects: 0,
         });
         b.running += 1;
         b.live += 1;

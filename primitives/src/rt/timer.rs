@@ -246,6 +246,8 @@ impl Ctx<'_> {
             fired: None,
             clock: VClock::default(),
             deposit: None,
+            last_step: 0,
+            selects: 0,
         });
         b.helper = Some(gid);
         if eager {

@@ -3,9 +3,12 @@
 //! Go semantics kept: the lock is not re-entrant (a goroutine that locks twice blocks forever);
 //! any goroutine may unlock it, not only the one that locked it; unlocking an unlocked mutex is
 //! a fatal error (`sync: unlock of unlocked mutex`). An unlock wakes the longest waiter, which
-//! then competes with newcomers for the lock (Go's normal mode; a waiter that loses goes back
-//! to the head of the queue). Go's starvation mode, which hands the lock over directly after a
-//! waiter has waited 1 ms of wall-clock time, has no counterpart: there is no wall clock.
+//! then competes with newcomers for the lock (Go's normal mode). A woken waiter that loses that
+//! race goes back to the head of the queue and puts the mutex in starvation mode: the next
+//! unlock hands the lock straight to it. Go switches after a waiter has waited 1 ms; with no
+//! wall clock, the first lost race stands for it (every schedule this allows, Go allows on a
+//! slow enough machine), and it keeps a goroutine that unlocks and relocks in a loop from
+//! starving the others forever under an unfair schedule.
 //!
 //! Happens-before: the n-th `unlock` happens before the (n+1)-th `lock` returns.
 
@@ -50,6 +53,8 @@ struct MutexState {
     holder: Option<Gid>,
     /// Goroutines parked in `lock`, oldest first.
     waiters: VecDeque<Waiter>,
+    /// Starvation mode: unlock hands the lock to the first waiter.
+    starving: bool,
     /// The join of every unlocker's clock.
     clock: VClock,
 }
@@ -77,6 +82,7 @@ impl Mutex {
                 locked: false,
                 holder: None,
                 waiters: VecDeque::new(),
+                starving: false,
                 clock: VClock::default(),
             },
         );
@@ -143,15 +149,15 @@ impl Mutex {
             Some(&self.inner.meta),
             i64::from(acquired),
         );
-        drop(b);
-        drop(cx);
-        if !acquired {
-            // A failed TryLock is usually one turn of a polling loop.
-            crate::engine::yield_now(self.inner.exec.kind);
-        }
         acquired
     }
 }
+
+/// How a parked `Lock` learns that an unlock in starvation mode gave it the lock.
+const HANDED_OVER: Fired = Fired {
+    case: 1,
+    closed: false,
+};
 
 impl MutexInner {
     /// The locking loop of `Lock`, also used by `Cond.Wait` to take the lock back.
@@ -173,13 +179,24 @@ impl MutexInner {
                 }
                 let w = cx.waiter(&mut b, 0);
                 if lost_race {
-                    // Woken, but a newcomer took the lock first: back to the head of the line.
+                    // Woken, but a newcomer took the lock first: back to the head of the line,
+                    // and the next unlock hands the lock over.
                     st.waiters.push_front(w);
+                    st.starving = true;
                 } else {
                     st.waiters.push_back(w);
                 }
             }
-            cx.park(WaitReason::MutexLock, Some(&self.meta), Op::Lock);
+            if cx.park(WaitReason::MutexLock, Some(&self.meta), Op::Lock) == HANDED_OVER {
+                let mut b = cx.books();
+                let st = self.state.borrow(cx);
+                if b.trace.on {
+                    b.goroutines[cx.gid].clock.join(&st.clock);
+                }
+                drop(st);
+                cx.event(&mut b, Op::Lock, Some(&self.meta), 0);
+                return;
+            }
             lost_race = true;
         }
     }
@@ -195,6 +212,19 @@ impl MutexInner {
         if b.trace.on {
             let c = cx.release_clock(b);
             st.clock.join(&c);
+        }
+        if st.starving {
+            if let Some(w) = b.pop_waiter(&mut st.waiters) {
+                // Starvation mode: the lock goes straight to the first waiter.
+                st.locked = true;
+                st.holder = Some(w.g);
+                st.starving = !st.waiters.is_empty();
+                b.fire(w, HANDED_OVER, None);
+                drop(st);
+                cx.event(b, Op::Unlock, Some(&self.meta), 0);
+                return true;
+            }
+            st.starving = false;
         }
         if let Some(w) = b.pop_waiter(&mut st.waiters) {
             b.fire(

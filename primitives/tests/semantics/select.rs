@@ -64,9 +64,24 @@ fn two_ready_cases_are_each_taken_in_some_schedule(
 }
 
 #[test]
-fn loom_takes_the_first_ready_case() {
-    // loom cannot branch on a value (loom#84): the documented limit of that engine.
+fn loom_takes_ready_cases_in_rotation() {
+    // loom cannot branch on a value (loom#84): a goroutine's selects rotate through their ready
+    // cases instead, so each execution's first select takes the first ready case...
     assert_eq!(cases_taken(Engine::Loom), BTreeSet::from(["a"]));
+    // ...and a case that is always ready cannot shut out another.
+    crate::harness::expect_clean(Engine::Loom, || {
+        let (always, once) = (Chan::<()>::new(0), Chan::new(1));
+        always.close();
+        once.send(());
+        let mut took_once = false;
+        for _ in 0..2 {
+            select! {
+                recv(always) -> _ => {},
+                recv(once) -> _ => took_once = true,
+            }
+        }
+        assert!(took_once);
+    });
 }
 
 #[rstest]

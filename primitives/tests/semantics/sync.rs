@@ -313,3 +313,24 @@ fn atomic_adds_are_never_lost(
         assert_eq!(n.swap(1), 5);
     });
 }
+
+/// A goroutine that unlocks and relocks in a loop cannot starve a waiter forever: after the
+/// waiter loses one race, the mutex hands it the lock (Go's starvation mode).
+#[rstest]
+fn a_relocking_loop_does_not_starve_a_waiter(#[values(Engine::Loom, Engine::ShuttlePct, Engine::ShuttleRandom, Engine::Std)] engine: Engine) {
+    expect_clean(engine, || {
+        let (mu, ready) = (Mutex::new(), Shared::new(false));
+        let (m, r) = (mu.clone(), ready.clone());
+        go(move || {
+            m.lock();
+            r.set(true);
+            m.unlock();
+        });
+        mu.lock();
+        while !ready.get() {
+            mu.unlock();
+            mu.lock();
+        }
+        mu.unlock();
+    });
+}
