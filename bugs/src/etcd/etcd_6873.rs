@@ -1,0 +1,96 @@
+#![doc = include_str!("etcd_6873.md")]
+
+use std::ops::Deref;
+use std::sync::Arc;
+
+use primitives::sync::Mutex;
+use primitives::{defer, go_named, select, Chan};
+
+use crate::{Bug, Variant};
+
+inventory::submit! {
+    Bug {
+        id: "etcd_6873",
+        project: "etcd",
+        upstream: "https://github.com/etcd-io/etcd/pull/6873",
+        category: "Mixed deadlock (channel & lock)",
+        expected: primitives::Verdict::Leak,
+        kernel: test_etcd6873,
+        walkthrough: include_str!("etcd_6873.md"),
+        goker: Some("gobench/goker/blocking/etcd/6873"),
+        asplos: Some("blocking-bugs/etcd/7618fdd1d642e47cac70c03f637b0fd798a53a6e.txt"),
+        file: file!(),
+        ..Bug::DEFAULT
+    }
+}
+
+/// The grpc proxy's `watchBroadcast` (its fields do not matter here).
+struct WatchBroadcast;
+
+/// The grpc proxy's `watchBroadcasts`: a set of broadcasts, and a goroutine that coalesces
+/// them as updates arrive on `updatec`.
+struct WatchBroadcasts {
+    mu: Mutex,
+    updatec: Chan<WatchBroadcast>,
+    donec: Chan<()>,
+    variant: Variant,
+}
+
+impl Deref for WatchBroadcasts {
+    type Target = Mutex;
+    fn deref(&self) -> &Mutex {
+        &self.mu
+    }
+}
+
+fn new_watch_broadcasts(variant: Variant) -> Arc<WatchBroadcasts> {
+    let wbs = Arc::new(WatchBroadcasts {
+        mu: Mutex::new().named("watchBroadcasts.mu"),
+        updatec: Chan::new(1).named("updatec"),
+        donec: Chan::new(0).named("donec"),
+        variant,
+    });
+    let w = wbs.clone();
+    go_named("coalesceLoop", move || {
+        let _close = defer(|| w.donec.close());
+        while let Some(wb) = w.updatec.recv() {
+            w.coalesce(wb);
+        }
+    });
+    wbs
+}
+
+impl WatchBroadcasts {
+    fn coalesce(&self, _wb: WatchBroadcast) {
+        self.lock();
+        self.unlock();
+    }
+
+    fn stop(&self) {
+        self.lock();
+        if self.variant.fixed() {
+            // The fix: let go of the lock before waiting for the coalescing goroutine.
+            self.updatec.close();
+            self.unlock();
+            self.donec.recv();
+            return;
+        }
+        let _unlock = defer(|| self.unlock());
+        self.updatec.close();
+        self.donec.recv();
+    }
+
+    fn update(&self, wb: WatchBroadcast) {
+        select! {
+            send(self.updatec, wb) => {},
+            default => {},
+        }
+    }
+}
+
+/// `TestEtcd6873`.
+fn test_etcd6873(variant: Variant) {
+    let wbs = new_watch_broadcasts(variant);
+    wbs.update(WatchBroadcast);
+    go_named("stop", move || wbs.stop());
+}

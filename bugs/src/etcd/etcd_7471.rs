@@ -1,0 +1,278 @@
+#![doc = include_str!("etcd_7471.md")]
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use primitives::sync::{Mutex, RwMutex, WaitGroup};
+use primitives::time::{self, Instant, Ticker};
+use primitives::{defer, go_named, select, Chan, GoMap};
+
+use crate::{Bug, Loom, Variant};
+
+inventory::submit! {
+    Bug {
+        id: "etcd_7471",
+        project: "etcd",
+        upstream: "https://github.com/etcd-io/etcd/pull/7492",
+        category: "Mixed deadlock (channel & lock)",
+        expected: primitives::Verdict::Deadlock,
+        kernel: test_hammer_simple_authenticate,
+        walkthrough: include_str!("etcd_7471.md"),
+        asplos: Some("blocking-bugs/etcd/1b1fabef8ffec606909f01c3983300fff539f214.txt"),
+        loom: Loom::DoesNotApply(
+            "the cycle needs the ticker to fire twice and the keeper to take a tick while a reset \
+             is queued; loom finds none in 200,000 executions at preemption bound 4",
+        ),
+        file: file!(),
+        ..Bug::DEFAULT
+    }
+}
+
+/// `simpleTokenTTL` and `simpleTokenTTLResolution`, as `TestHammerSimpleAuthenticate` sets
+/// them ("set TTL values low to try to trigger races").
+const SIMPLE_TOKEN_TTL: Duration = Duration::from_millis(10);
+const SIMPLE_TOKEN_TTL_RESOLUTION: Duration = SIMPLE_TOKEN_TTL;
+
+/// Users that authenticate at once (upstream: 50 users, 10 rounds).
+const USERS: usize = 2;
+
+/// `simpleTokenTTLKeeper`: expires tokens that were not used for `simpleTokenTTL`.
+struct SimpleTokenTtlKeeper {
+    /// The fix: guards `tokens`, which callers now update directly.
+    tokens_mu: Mutex,
+    tokens: GoMap<String, Instant>,
+    add_simple_token_ch: Chan<String>,
+    reset_simple_token_ch: Chan<String>,
+    delete_simple_token_ch: Chan<String>,
+    stop_ch: Chan<Chan<()>>,
+    delete_token_func: Box<dyn Fn(&str) + Send + Sync>,
+    variant: Variant,
+}
+
+fn new_simple_token_ttl_keeper(
+    deletefunc: Box<dyn Fn(&str) + Send + Sync>,
+    variant: Variant,
+) -> Arc<SimpleTokenTtlKeeper> {
+    let stk = Arc::new(SimpleTokenTtlKeeper {
+        tokens_mu: Mutex::new().named("tokensMu"),
+        tokens: GoMap::new().named("keeper.tokens"),
+        add_simple_token_ch: Chan::new(1).named("addSimpleTokenCh"),
+        reset_simple_token_ch: Chan::new(1).named("resetSimpleTokenCh"),
+        delete_simple_token_ch: Chan::new(1).named("deleteSimpleTokenCh"),
+        stop_ch: Chan::new(0).named("stopCh"),
+        delete_token_func: deletefunc,
+        variant,
+    });
+    let k = stk.clone();
+    go_named("simpleTokenTTLKeeper.run", move || k.run());
+    stk
+}
+
+impl SimpleTokenTtlKeeper {
+    fn stop(&self) {
+        let wait_ch = Chan::new(0).named("waitCh");
+        self.stop_ch.send(wait_ch.clone());
+        wait_ch.recv();
+        self.stop_ch.close();
+    }
+
+    fn add_simple_token(&self, token: String) {
+        if self.variant.fixed() {
+            self.tokens.insert(token, time::now() + SIMPLE_TOKEN_TTL);
+        } else {
+            self.add_simple_token_ch.send(token);
+        }
+    }
+
+    fn reset_simple_token(&self, token: String) {
+        if self.variant.fixed() {
+            if self.tokens.contains_key(&token) {
+                self.tokens.insert(token, time::now() + SIMPLE_TOKEN_TTL);
+            }
+        } else {
+            self.reset_simple_token_ch.send(token);
+        }
+    }
+
+    fn run(&self) {
+        let token_ticker = Ticker::new(SIMPLE_TOKEN_TTL_RESOLUTION);
+        let _stop = defer(|| token_ticker.stop());
+        // In the fixed version only the ticker and stop cases are left: nil channels.
+        let (add_ch, reset_ch, delete_ch) = if self.variant.fixed() {
+            (Chan::nil(), Chan::nil(), Chan::nil())
+        } else {
+            (
+                self.add_simple_token_ch.clone(),
+                self.reset_simple_token_ch.clone(),
+                self.delete_simple_token_ch.clone(),
+            )
+        };
+        loop {
+            select! {
+                recv(add_ch) -> t => {
+                    self.tokens.insert(t.expect("never closed"), time::now() + SIMPLE_TOKEN_TTL);
+                },
+                recv(reset_ch) -> t => {
+                    let t = t.expect("never closed");
+                    if self.tokens.contains_key(&t) {
+                        self.tokens.insert(t, time::now() + SIMPLE_TOKEN_TTL);
+                    }
+                },
+                recv(delete_ch) -> t => {
+                    self.tokens.remove(&t.expect("never closed"));
+                },
+                recv(token_ticker.c()) => {
+                    let nowtime = time::now();
+                    if self.variant.fixed() {
+                        self.tokens_mu.lock();
+                    }
+                    let expired: Vec<String> = self.tokens.with(|m| {
+                        m.iter()
+                            .filter(|(_, end)| nowtime > **end)
+                            .map(|(t, _)| t.clone())
+                            .collect()
+                    });
+                    for t in expired {
+                        (self.delete_token_func)(&t);
+                        self.tokens.remove(&t);
+                    }
+                    if self.variant.fixed() {
+                        self.tokens_mu.unlock();
+                    }
+                },
+                recv(self.stop_ch) -> wait_ch => {
+                    self.tokens.with_mut(|m| m.clear());
+                    wait_ch.expect("stop sends a channel").send(());
+                    return;
+                },
+            }
+        }
+    }
+}
+
+/// The token map shared by `tokenSimple` and the keeper's deleter.
+struct SimpleTokens {
+    /// A `sync.RWMutex` (the fix makes it a `sync.Mutex`: it only ever takes `Lock`).
+    simple_tokens_mu: RwMutex,
+    /// token -> username
+    simple_tokens: GoMap<String, String>,
+}
+
+/// `newDeleterFunc`: the keeper calls it, from its own goroutine, for each expired token.
+fn new_deleter_func(t: Arc<SimpleTokens>) -> Box<dyn Fn(&str) + Send + Sync> {
+    Box::new(move |tk| {
+        t.simple_tokens_mu.lock();
+        let _unlock = defer(|| t.simple_tokens_mu.unlock());
+        t.simple_tokens.remove(&tk.to_string());
+    })
+}
+
+/// auth's `tokenSimple`: the simple token provider.
+struct TokenSimple {
+    tokens: Arc<SimpleTokens>,
+    simple_token_keeper: OnceLock<Arc<SimpleTokenTtlKeeper>>,
+    variant: Variant,
+}
+
+impl TokenSimple {
+    fn keeper(&self) -> &SimpleTokenTtlKeeper {
+        self.simple_token_keeper.get().expect("enabled")
+    }
+
+    fn enable(&self) {
+        let keeper = new_simple_token_ttl_keeper(new_deleter_func(self.tokens.clone()), self.variant);
+        let _ = self.simple_token_keeper.set(keeper);
+    }
+
+    fn disable(&self) {
+        self.keeper().stop();
+        self.tokens.simple_tokens_mu.lock();
+        self.tokens.simple_tokens.with_mut(|m| m.clear()); // invalidate all tokens
+        self.tokens.simple_tokens_mu.unlock();
+    }
+
+    fn assign_simple_token_to_user(&self, username: &str, token: &str) {
+        let fixed = self.variant.fixed();
+        if fixed {
+            self.keeper().tokens_mu.lock();
+        }
+        self.tokens.simple_tokens_mu.lock();
+        assert!(
+            !self.tokens.simple_tokens.contains_key(&token.to_string()),
+            "token {token} is already used"
+        );
+        self.tokens
+            .simple_tokens
+            .insert(token.to_string(), username.to_string());
+        self.keeper().add_simple_token(token.to_string());
+        self.tokens.simple_tokens_mu.unlock();
+        if fixed {
+            self.keeper().tokens_mu.unlock();
+        }
+    }
+
+    /// `info`: who a token belongs to; using a token resets its TTL.
+    fn info(&self, token: &str) -> Option<String> {
+        if !self.is_valid_simple_token() {
+            return None;
+        }
+        let fixed = self.variant.fixed();
+        if fixed {
+            self.keeper().tokens_mu.lock();
+            self.tokens.simple_tokens_mu.lock();
+        } else {
+            self.tokens.simple_tokens_mu.rlock();
+        }
+        let username = self.tokens.simple_tokens.get(&token.to_string());
+        if username.is_some() {
+            self.keeper().reset_simple_token(token.to_string());
+        }
+        if fixed {
+            self.tokens.simple_tokens_mu.unlock();
+            self.keeper().tokens_mu.unlock();
+        } else {
+            self.tokens.simple_tokens_mu.runlock();
+        }
+        username
+    }
+
+    /// `isValidSimpleToken`: waits until the token's raft index is applied (it already is).
+    fn is_valid_simple_token(&self) -> bool {
+        let applied = Chan::<()>::new(0).named("indexWaiter");
+        applied.close();
+        select! {
+            recv(applied) => true,
+        }
+    }
+}
+
+/// `TestHammerSimpleAuthenticate`, one round: several users authenticate at once, each then
+/// asking who its token belongs to, while the keeper expires tokens every 10 ms.
+fn test_hammer_simple_authenticate(variant: Variant) {
+    let as_ = Arc::new(TokenSimple {
+        tokens: Arc::new(SimpleTokens {
+            simple_tokens_mu: RwMutex::new().named("simpleTokensMu"),
+            simple_tokens: GoMap::new().named("simpleTokens"),
+        }),
+        simple_token_keeper: OnceLock::new(),
+        variant,
+    });
+    as_.enable();
+
+    let wg = WaitGroup::new().named("wg");
+    wg.add(USERS as i64);
+    for u in 0..USERS {
+        let (as_, wg) = (as_.clone(), wg.clone());
+        go_named("authenticate", move || {
+            let _done = defer(|| wg.done());
+            let user = format!("user-{u}");
+            let token = format!("{user}(0).1");
+            as_.assign_simple_token_to_user(&user, &token); // Authenticate
+            as_.info(&token); // AuthInfoFromCtx
+        });
+    }
+    time::sleep(Duration::from_millis(1));
+    wg.wait();
+
+    as_.disable(); // tearDown: as.Close()
+}

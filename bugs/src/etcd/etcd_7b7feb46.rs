@@ -1,0 +1,107 @@
+#![doc = include_str!("etcd_7b7feb46.md")]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use primitives::context::{self, Context};
+use primitives::{go_named, select, time, Chan, Shared};
+
+use crate::{Bug, Variant};
+
+inventory::submit! {
+    Bug {
+        id: "etcd_7b7feb46",
+        project: "etcd",
+        upstream: "https://github.com/etcd-io/etcd/pull/7015",
+        category: "Communication deadlock (channel & context)",
+        expected: primitives::Verdict::Leak,
+        kernel: test_etcd7b7feb46,
+        walkthrough: include_str!("etcd_7b7feb46.md"),
+        asplos: Some("blocking-bugs/etcd/7b7feb46fcf13da75f93797740ffc6034bb585ff.txt"),
+        reconstructed: true,
+        file: file!(),
+        ..Bug::DEFAULT
+    }
+}
+
+/// How long the leader takes to answer, and how long the caller waits.
+const LEADER_RTT: Duration = Duration::from_millis(50);
+const REQUEST_TIMEOUT: Duration = Duration::from_millis(100);
+
+/// The HTTP request to the leader; `cancel` is `req.Cancel`.
+struct Request {
+    cancel: Chan<()>,
+}
+
+/// The leader's answer.
+struct Response {
+    status_code: u16,
+    body: Vec<u8>,
+}
+
+/// `http.Client.Do`, to a leader that answers after `LEADER_RTT` unless the request is
+/// cancelled first.
+fn do_request(req: &Request) -> Result<Response, &'static str> {
+    select! {
+        recv(time::after(LEADER_RTT)) => Ok(Response {
+            status_code: 200,
+            body: b"LeaseInternalResponse".to_vec(),
+        }),
+        recv(req.cancel) => Err("net/http: request canceled"),
+    }
+}
+
+/// `leasehttp.TimeToLiveHTTP`: asks the leader for a lease's TTL over HTTP.
+fn time_to_live_http(ctx: &Context, variant: Variant) -> Result<Vec<u8>, &'static str> {
+    let req = Arc::new(Request {
+        cancel: Chan::new(0).named("req.Cancel"),
+    });
+    // httputil.RequestCanceler(req)
+    let cancel = {
+        let req = req.clone();
+        move || req.cancel.close()
+    };
+
+    let b = Arc::new(Shared::new(Vec::new()).named("b"));
+    let errc = if variant.fixed() {
+        // buffer errc so that the goroutine does not block on it
+        Chan::new(2).named("errc")
+    } else {
+        Chan::new(0).named("errc")
+    };
+    let (e, body) = (errc.clone(), b.clone());
+    go_named("TimeToLiveHTTP.func1", move || {
+        let resp = match do_request(&req) {
+            Ok(resp) => resp,
+            Err(err) => {
+                e.send(Some(err));
+                return;
+            }
+        };
+        body.set(resp.body); // readResponse
+        if resp.status_code != 200 {
+            e.send(Some("lease: unknown error"));
+            return;
+        }
+        e.send(None);
+    });
+    select! {
+        recv(errc) -> derr => {
+            if let Some(Some(derr)) = derr {
+                return Err(derr);
+            }
+        },
+        recv(ctx.done()) => {
+            cancel();
+            return Err("context deadline exceeded");
+        },
+    }
+    Ok(b.get()) // lresp.Unmarshal(b)
+}
+
+/// etcdserver's `LeaseTimeToLive` on a follower: forward to the leader, with a timeout.
+fn test_etcd7b7feb46(variant: Variant) {
+    let (ctx, cancel) = context::with_timeout(&context::background(), REQUEST_TIMEOUT);
+    let _ = time_to_live_http(&ctx, variant);
+    cancel.call();
+}
