@@ -83,9 +83,15 @@ pub fn native_baseline(id: &str) {
 fn kernels_are_formatted() {
     let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let mut files = Vec::new();
-    for project in std::fs::read_dir(&src).expect("bugs/src is readable").flatten() {
+    for project in std::fs::read_dir(&src)
+        .expect("bugs/src is readable")
+        .flatten()
+    {
         if project.path().is_dir() {
-            for f in std::fs::read_dir(project.path()).expect("readable").flatten() {
+            for f in std::fs::read_dir(project.path())
+                .expect("readable")
+                .flatten()
+            {
                 if f.path().extension().is_some_and(|x| x == "rs") {
                     files.push(f.path());
                 }

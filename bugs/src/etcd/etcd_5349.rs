@@ -102,7 +102,8 @@ impl Kv {
         self.mu.lock();
         let _unlock = defer(|| self.mu.unlock());
         let wch = Chan::new(1).named("watch");
-        self.watchers.write(|w| w.push((key.to_string(), wch.clone())));
+        self.watchers
+            .write(|w| w.push((key.to_string(), wch.clone())));
         wch
     }
 }

@@ -328,7 +328,11 @@ fn dial(balancer: Arc<SimpleBalancer>) -> Arc<ClientConn> {
         conns: Shared::new(Some(BTreeMap::new())).named("cc.conns"),
         balancer,
     });
-    let addrs = cc.balancer.notify().recv().expect("the balancer has addresses");
+    let addrs = cc
+        .balancer
+        .notify()
+        .recv()
+        .expect("the balancer has addresses");
     for a in addrs {
         let _ = cc.reset_addr_conn(a);
     }

@@ -180,7 +180,8 @@ impl TokenSimple {
     }
 
     fn enable(&self) {
-        let keeper = new_simple_token_ttl_keeper(new_deleter_func(self.tokens.clone()), self.variant);
+        let keeper =
+            new_simple_token_ttl_keeper(new_deleter_func(self.tokens.clone()), self.variant);
         let _ = self.simple_token_keeper.set(keeper);
     }
 

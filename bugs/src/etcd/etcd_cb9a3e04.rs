@@ -102,9 +102,9 @@ fn with_timeout(parent: &Arc<CallerCtx>, d: Duration) -> (Arc<CancelCtx>, Box<dy
     let c = CancelCtx::new();
     propagate_cancel(parent, &c);
     let ct = c.clone();
-    let _ = c
-        .timer
-        .set(time::after_func(d, move || ct.cancel("context deadline exceeded")));
+    let _ = c.timer.set(time::after_func(d, move || {
+        ct.cancel("context deadline exceeded")
+    }));
     let cc = c.clone();
     (c, Box::new(move || cc.cancel("context canceled")))
 }

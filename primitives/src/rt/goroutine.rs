@@ -36,6 +36,8 @@ pub(crate) struct Goroutine {
     pub(crate) deposit: Option<VClock>,
     /// The last step it took (or the step it was created at).
     pub(crate) last_step: u64,
+    /// Steps it has taken.
+    pub(crate) steps: u64,
     /// Selects it ran with a choice to make (loom rotates through their ready cases).
     pub(crate) selects: u64,
 }

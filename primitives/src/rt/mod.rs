@@ -171,14 +171,17 @@ pub(crate) struct Ctx<'e> {
     preempt: bool,
 }
 
-/// Steps a goroutine may take in a row before it is preempted, and steps a runnable goroutine
-/// may wait for its turn before whoever runs yields to it. Go's scheduler preempts a goroutine
+/// Steps a goroutine may take in a row before it is preempted (and, below, steps a runnable
+/// goroutine may wait for its turn before whoever runs yields to it). Go's scheduler preempts a goroutine
 /// that runs for about 10 ms without blocking, so a busy loop (or a loop fed by a timer) cannot
 /// keep a runnable goroutine from running; loom and shuttle schedule cooperatively and would
 /// explore exactly that starvation. A yield gives the others their turn (and, with lazy
 /// timers, a long run of the only runnable goroutine lets time pass). The schedules these
 /// yields leave out are the unfair ones, which Go's scheduler does not produce.
 const PREEMPT_STEPS: u32 = 256;
+
+/// Steps a runnable goroutine may wait for its turn before whoever runs yields to it.
+const STARVE_STEPS: u32 = 32;
 
 impl Execution {
     pub(crate) fn new(
@@ -202,6 +205,7 @@ impl Execution {
             deposit: None,
             last_step: 0,
             selects: 0,
+            steps: 0,
         };
         let books = Books {
             goroutines: vec![main],
@@ -329,19 +333,27 @@ impl<'e> Ctx<'e> {
         let gid = self.gid;
         let step = b.step;
         b.goroutines[gid].last_step = step;
+        b.goroutines[gid].steps += 1;
+        if b.helper.is_some()
+            && b.goroutines[gid].steps % timer::TICK_STEPS == 0
+            && b.timers.ticking()
+        {
+            // A ticker's next tick may have been waiting for this goroutine to run a while.
+            b.wake_helper();
+        }
         // Preempted after a long run, or when another goroutine has waited long for its turn.
         let preempt = b.streak >= PREEMPT_STEPS
             || b.goroutines.iter().enumerate().any(|(i, g)| {
                 i != gid
                     && !g.system
                     && matches!(g.status, Status::Runnable)
-                    && step - g.last_step > u64::from(PREEMPT_STEPS)
+                    && step - g.last_step > u64::from(STARVE_STEPS)
             });
         if preempt {
             b.streak = 0;
             if self.exec.config.timers == TimerMode::Lazy && b.running <= 1 {
                 // Nothing else can run: the poller's time passes.
-                if let Some(t) = b.timers.next_due(self) {
+                if let Some(t) = b.timers.next_due(self, &b.goroutines) {
                     self.fire_timer(&mut b, t);
                 }
             }
@@ -465,6 +477,10 @@ impl<'e> Ctx<'e> {
             if !g.system {
                 b.running -= 1;
             }
+            if b.helper.is_some() && b.timers.ticking() {
+                // A ticker's next tick may have been waiting for this goroutine to block.
+                b.wake_helper();
+            }
             self.event_phase(&mut b, op, obj, 0, Phase::Blocked);
             self.settle(&mut b);
         }
@@ -542,7 +558,7 @@ impl<'e> Ctx<'e> {
         }
         match self.exec.config.timers {
             TimerMode::Lazy => {
-                while let Some(t) = b.timers.next_due(self) {
+                while let Some(t) = b.timers.next_due(self, &b.goroutines) {
                     self.fire_timer(b, t);
                     if b.running > 0 {
                         return;
@@ -550,7 +566,7 @@ impl<'e> Ctx<'e> {
                 }
             }
             TimerMode::Eager => {
-                if b.timers.has_due(self) {
+                if b.timers.has_due(self, &b.goroutines) {
                     b.wake_helper();
                     return;
                 }
@@ -925,6 +941,7 @@ impl Ctx<'_> {
             deposit: None,
             last_step: b.step,
             selects: 0,
+            steps: 0,
         });
         b.running += 1;
         b.live += 1;

@@ -26,6 +26,10 @@ use crate::time::Instant;
 
 pub(crate) type TimerId = u64;
 
+/// Steps a goroutine that keeps running may take between two ticks of a ticker (see
+/// `TimerEntry::after_tick`): a loop that polls never blocks, yet lets ticks come.
+pub(crate) const TICK_STEPS: u64 = 4;
+
 /// What a timer does when it fires.
 pub(crate) enum TimerKind {
     /// `time.After`, `time.NewTimer`: the fire time goes into the channel (capacity 1).
@@ -48,6 +52,11 @@ pub(crate) struct TimerEntry {
     pub(crate) kind: TimerKind,
     /// The arming goroutine's clock: what it did before arming happens before the firing.
     pub(crate) clock: VClock,
+    /// After a ticker's tick: each goroutine's step count at the tick. The next tick is due
+    /// only once every goroutine of the kernel is blocked or has taken `TICK_STEPS` steps since:
+    /// a period is long next to the work between two ticks, so time does not run ahead of the
+    /// goroutines tick after tick (a ticker's first tick, like any timer, may come at once).
+    pub(crate) after_tick: Option<Vec<u64>>,
 }
 
 /// The pending timers of an execution.
@@ -66,6 +75,7 @@ impl Timers {
                 deadline,
                 kind,
                 clock,
+                after_tick: None,
             },
         );
         self.next
@@ -91,6 +101,7 @@ impl Timers {
                 deadline,
                 kind,
                 clock,
+                after_tick: None,
             },
         );
         was
@@ -101,19 +112,34 @@ impl Timers {
     }
 
     /// The earliest timer that can fire now, if any.
-    pub(crate) fn next_due(&self, cx: &Ctx<'_>) -> Option<TimerId> {
+    pub(crate) fn next_due(&self, cx: &Ctx<'_>, goroutines: &[Goroutine]) -> Option<TimerId> {
         self.entries
             .iter()
             .filter(|(_, e)| match &e.kind {
-                TimerKind::Ticker { chan, .. } => chan.has_room(cx),
+                TimerKind::Ticker { chan, .. } => {
+                    chan.has_room(cx)
+                        && e.after_tick.as_ref().is_none_or(|at| {
+                            goroutines.iter().enumerate().all(|(i, g)| {
+                                let since = g.steps - at.get(i).copied().unwrap_or(0);
+                                g.system
+                                    || !matches!(g.status, Status::Runnable)
+                                    || since >= TICK_STEPS
+                            })
+                        })
+                }
                 _ => true,
             })
             .min_by_key(|(id, e)| (e.deadline, **id))
             .map(|(id, _)| *id)
     }
 
-    pub(crate) fn has_due(&self, cx: &Ctx<'_>) -> bool {
-        self.next_due(cx).is_some()
+    /// Whether a ticker waits for the goroutines to settle before its next tick.
+    pub(crate) fn ticking(&self) -> bool {
+        self.entries.values().any(|e| e.after_tick.is_some())
+    }
+
+    pub(crate) fn has_due(&self, cx: &Ctx<'_>, goroutines: &[Goroutine]) -> bool {
+        self.next_due(cx, goroutines).is_some()
     }
 }
 
@@ -144,12 +170,14 @@ impl Ctx<'_> {
             }
             TimerKind::Ticker { chan, period } => {
                 chan.send_from_runtime(self, b, Instant::from_virtual(now), &entry.clock);
+                let after_tick = Some(b.goroutines.iter().map(|g| g.steps).collect());
                 b.timers.entries.insert(
                     id,
                     TimerEntry {
                         deadline: now + period,
                         kind: TimerKind::Ticker { chan, period },
                         clock: entry.clock,
+                        after_tick,
                     },
                 );
             }
@@ -248,6 +276,7 @@ impl Ctx<'_> {
             deposit: None,
             last_step: 0,
             selects: 0,
+            steps: 0,
         });
         b.helper = Some(gid);
         if eager {
@@ -288,7 +317,7 @@ fn timer_goroutine(exec: &Execution, gid: Gid) {
             if b.ending || b.aborting {
                 return;
             }
-            if let Some(id) = b.timers.next_due(&cx) {
+            if let Some(id) = b.timers.next_due(&cx, &b.goroutines) {
                 drop(b);
                 if !cx.count_step() {
                     return;

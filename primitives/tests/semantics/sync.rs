@@ -317,7 +317,9 @@ fn atomic_adds_are_never_lost(
 /// A goroutine that unlocks and relocks in a loop cannot starve a waiter forever: after the
 /// waiter loses one race, the mutex hands it the lock (Go's starvation mode).
 #[rstest]
-fn a_relocking_loop_does_not_starve_a_waiter(#[values(Engine::Loom, Engine::ShuttlePct, Engine::ShuttleRandom, Engine::Std)] engine: Engine) {
+fn a_relocking_loop_does_not_starve_a_waiter(
+    #[values(Engine::Loom, Engine::ShuttlePct, Engine::ShuttleRandom, Engine::Std)] engine: Engine,
+) {
     expect_clean(engine, || {
         let (mu, ready) = (Mutex::new(), Shared::new(false));
         let (m, r) = (mu.clone(), ready.clone());
