@@ -96,6 +96,10 @@ pub struct Bug {
     pub category: &'static str,
     /// What the buggy variant ends in.
     pub expected: Verdict,
+    /// Other verdicts the buggy variant can end in, depending on the schedule, where Go itself
+    /// allows both (a read that races a write, or dereferences the nil it read first). Rare;
+    /// the walkthrough explains each.
+    pub also: &'static [Verdict],
     /// The kernel: the body of the upstream Go test, buggy or fixed.
     pub kernel: fn(Variant),
     pub loom: Loom,
@@ -122,6 +126,7 @@ impl Bug {
         upstream: "",
         category: "",
         expected: Verdict::Deadlock,
+        also: &[],
         kernel: |_| {},
         loom: Loom::Applies,
         budget: Budget::DEFAULT,
@@ -132,6 +137,11 @@ impl Bug {
         fix_is_ours: false,
         file: "",
     };
+
+    /// Whether `v` is a verdict the buggy variant is expected to end in.
+    pub fn accepts(&self, v: Verdict) -> bool {
+        v == self.expected || self.also.contains(&v)
+    }
 
     /// The walkthrough's first heading, without the `#`.
     pub fn title(&self) -> &'static str {

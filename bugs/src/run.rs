@@ -114,7 +114,12 @@ pub fn outcome(bug: &Bug, variant: Variant, found: &Exploration) -> Outcome {
     if found.error.is_some() {
         return Outcome::Error;
     }
-    let expected = found.failures.get(&bug.expected).copied().unwrap_or(0);
+    let expected: u64 = found
+        .failures
+        .iter()
+        .filter(|(v, _)| bug.accepts(**v))
+        .map(|(_, n)| n)
+        .sum();
     let other = found.failed() - expected;
     match variant {
         Variant::Buggy if other > 0 => Outcome::WrongVerdict,

@@ -53,7 +53,7 @@ pub fn render(results: &Results) -> String {
             if b.holds() { "" } else { " class=\"bad\"" },
             esc(b.project),
             esc(b.category),
-            esc(b.expected),
+            esc(&b.expected_text()),
             esc(&buggy_cell(b.buggy.get("loom"))),
             esc(&buggy_cell(b.buggy.get("shuttle-pct"))),
             esc(&buggy_cell(b.buggy.get("shuttle-random"))),
@@ -79,7 +79,7 @@ pub fn render(results: &Results) -> String {
             "<p>{} · {} · expected verdict <span class=\"verdict\">{}</span></p>",
             esc(b.project),
             esc(b.category),
-            esc(b.expected)
+            esc(&b.expected_text())
         );
         match b.shown() {
             None => {

@@ -32,6 +32,9 @@ pub struct Run {
     pub engine: String,
     /// The buggy variant's expected verdict (the same on both variants' rows).
     pub expected: String,
+    /// Other verdicts the buggy variant may end in, depending on the schedule.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub also: Vec<String>,
     /// Executions run.
     pub schedules: u64,
     /// The search covered every schedule (loom within its bound, or a single-schedule kernel).
@@ -142,6 +145,7 @@ impl Run {
             variant: variant.as_str().to_string(),
             engine: found.engine.as_str().to_string(),
             expected: bug.expected.as_str().to_string(),
+            also: bug.also.iter().map(|v| v.as_str().to_string()).collect(),
             schedules: found.schedules,
             exhaustive: found.exhaustive,
             failures: found
@@ -169,6 +173,7 @@ impl Run {
             variant: variant.as_str().to_string(),
             engine: engine.as_str().to_string(),
             expected: bug.expected.as_str().to_string(),
+            also: bug.also.iter().map(|v| v.as_str().to_string()).collect(),
             schedules: 0,
             exhaustive: false,
             failures: Verdict::FAILURES

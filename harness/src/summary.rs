@@ -13,11 +13,21 @@ pub struct BugRows<'a> {
     pub project: &'a str,
     pub category: &'a str,
     pub expected: &'a str,
+    pub also: &'a [String],
     pub buggy: BTreeMap<&'a str, &'a Run>,
     pub fixed: BTreeMap<&'a str, &'a Run>,
 }
 
 impl<'a> BugRows<'a> {
+    /// The expected verdict, with any alternatives: `race (or panic)`.
+    pub fn expected_text(&self) -> String {
+        if self.also.is_empty() {
+            self.expected.to_string()
+        } else {
+            format!("{} (or {})", self.expected, self.also.join(", "))
+        }
+    }
+
     /// The failing run to show for this bug: loom's if it found one, else the first engine's.
     pub fn shown(&self) -> Option<&'a Run> {
         Engine::ALL
@@ -46,6 +56,7 @@ pub fn by_bug(results: &Results) -> Vec<BugRows<'_>> {
                 project: &r.project,
                 category: &r.category,
                 expected: &r.expected,
+                also: &r.also,
                 buggy: BTreeMap::new(),
                 fixed: BTreeMap::new(),
             });
@@ -133,7 +144,7 @@ pub fn render(results: &Results) -> String {
             if b.holds() { "" } else { " ⚠" },
             b.project,
             b.category,
-            b.expected,
+            b.expected_text(),
             buggy_cell(b.buggy.get("loom")),
             buggy_cell(b.buggy.get("shuttle-pct")),
             buggy_cell(b.buggy.get("shuttle-random")),
