@@ -21,8 +21,6 @@ pub use primitives;
 
 inventory::collect!(Bug);
 
-// The module tree, generated from the files under src/<project>/ (see build.rs).
-include!(concat!(env!("OUT_DIR"), "/corpus.rs"));
 
 /// Every registered bug, sorted by id.
 pub fn all() -> Vec<&'static Bug> {
@@ -35,3 +33,6 @@ pub fn all() -> Vec<&'static Bug> {
 pub fn find(id: &str) -> Option<&'static Bug> {
     inventory::iter::<Bug>.into_iter().find(|b| b.id == id)
 }
+
+// The module tree, generated from the files under src/<project>/ (see build.rs).
+include!(concat!(env!("OUT_DIR"), "/corpus.rs"));
