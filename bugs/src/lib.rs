@@ -21,7 +21,6 @@ pub use primitives;
 
 inventory::collect!(Bug);
 
-
 /// Every registered bug, sorted by id.
 pub fn all() -> Vec<&'static Bug> {
     let mut bugs: Vec<&'static Bug> = inventory::iter::<Bug>.into_iter().collect();

@@ -43,6 +43,8 @@ enum Command {
     Merge(MergeArgs),
     /// Regenerate the trace blocks of walkthroughs from real runs.
     Bless(BlessArgs),
+    /// Measure detection speed (and gather criterion's figures) into BENCH.md.
+    Bench(BenchArgs),
 }
 
 #[derive(clap::Args, Debug, Default)]
@@ -104,6 +106,22 @@ struct MergeArgs {
 }
 
 #[derive(clap::Args, Debug)]
+struct BenchArgs {
+    /// Bug ids (default: every bug).
+    bugs: Vec<String>,
+    /// Seeds per shuttle engine (medians are taken over them).
+    #[arg(long, default_value_t = crate::bench::SEEDS)]
+    seeds: u64,
+    #[arg(long, default_value = "reports")]
+    out: PathBuf,
+    /// Where criterion keeps its estimates (default: the workspace's target/criterion).
+    #[arg(long)]
+    criterion: Option<PathBuf>,
+    #[arg(long)]
+    jobs: Option<usize>,
+}
+
+#[derive(clap::Args, Debug)]
 struct BlessArgs {
     /// Bug ids (default: every bug).
     bugs: Vec<String>,
@@ -146,6 +164,16 @@ pub fn main() -> ExitCode {
             out: PathBuf::from("reports"),
             seed: 1,
             ..RunArgs::default()
+        })
+        .and_then(|code| {
+            bench(BenchArgs {
+                bugs: Vec::new(),
+                seeds: crate::bench::SEEDS,
+                out: PathBuf::from("reports"),
+                criterion: None,
+                jobs: None,
+            })
+            .map(|_| code)
         }),
         Some(Command::List) => list(),
         Some(Command::Run(args)) => run(args),
@@ -153,6 +181,7 @@ pub fn main() -> ExitCode {
         Some(Command::Explain(args)) => explain(args),
         Some(Command::Merge(args)) => merge(args),
         Some(Command::Bless(args)) => bless(args),
+        Some(Command::Bench(args)) => bench(args),
     };
     match result {
         Ok(code) => code,
@@ -282,15 +311,56 @@ fn run(args: RunArgs) -> Result<ExitCode, Failure> {
 }
 
 fn write_reports(dir: &std::path::Path, results: &Results) -> Result<(), Failure> {
+    let bench = crate::bench::Bench::read(&dir.join("bench.json"));
     output::write_all(
         dir,
         &[
             ("results.json", results.to_json()),
             ("SUMMARY.md", summary::render(results)),
-            ("index.html", html::render(results)),
+            ("index.html", html::render(results, bench.as_ref())),
         ],
     )
     .map_err(|message| Failure { code: 1, message })
+}
+
+fn bench(args: BenchArgs) -> Result<ExitCode, Failure> {
+    let selected: Vec<&'static Bug> = if args.bugs.is_empty() {
+        bugs::all()
+    } else {
+        args.bugs
+            .iter()
+            .map(|id| find_bug(id))
+            .collect::<Result<_, _>>()?
+    };
+    if args.seeds == 0 {
+        return Err(usage("bad --seeds 0; at least one seed"));
+    }
+    let workers = args
+        .jobs
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let start = Instant::now();
+    let data = crate::bench::run(&selected, args.seeds, workers);
+    let criterion_dir = args
+        .criterion
+        .unwrap_or_else(|| crate::workspace_root().join("target/criterion"));
+    let estimates = crate::bench::criterion_estimates(&criterion_dir);
+    let mut files = vec![
+        ("bench.json", data.to_json()),
+        ("BENCH.md", crate::bench::render(&data, &estimates)),
+        ("detection.svg", crate::bench::svg(&data)),
+    ];
+    if let Ok(results) = Results::read(&args.out.join("results.json")) {
+        files.push(("index.html", html::render(&results, Some(&data))));
+    }
+    output::write_all(&args.out, &files).map_err(|message| Failure { code: 1, message })?;
+    println!(
+        "measured {} bugs in {:.1} s ({} criterion estimates); BENCH.md in {}/",
+        selected.len(),
+        start.elapsed().as_secs_f64(),
+        estimates.len(),
+        args.out.display()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn print_failure(id: &str, engine: &str, f: &FirstFailure) {

@@ -3,6 +3,7 @@
 
 use std::fmt::Write as _;
 
+use crate::bench::Bench;
 use crate::results::Results;
 use crate::summary::{buggy_cell, by_bug, fixed_cell};
 use crate::swimlane;
@@ -28,7 +29,7 @@ pre { background: #f6f8fa; padding: 8px; overflow-x: auto; font-size: 12px; }
 code { font-size: 12px; }
 ";
 
-pub fn render(results: &Results) -> String {
+pub fn render(results: &Results, bench: Option<&Bench>) -> String {
     let bugs = by_bug(results);
     let mut out = String::new();
     let _ = writeln!(
@@ -63,6 +64,14 @@ pub fn render(results: &Results) -> String {
         );
     }
     let _ = writeln!(out, "</tbody>\n</table>");
+    if let Some(bench) = bench {
+        let _ = writeln!(
+            out,
+            "<h2 id=\"detection\">Detection speed</h2>\n<p>Median schedules to the first failure over {} seeds (loom: its one deterministic search); details in BENCH.md.</p>\n<div class=\"lanes\">\n{}</div>",
+            bench.seeds,
+            crate::bench::svg(bench)
+        );
+    }
     let _ = writeln!(
         out,
         "<p class=\"legend\">Swimlanes: <span style=\"background:#ddf4ff;border-color:#0969da\">operation that can block</span><span style=\"background:#ffebe9;border-color:#cf222e\">parks its goroutine</span><span style=\"background:#fff8c5;border-color:#bf8700\">racing access</span><span style=\"background:#eaeef2;border-color:#8c959f\">other</span> A red bar runs while a goroutine is parked.</p>"

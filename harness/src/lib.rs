@@ -1,6 +1,7 @@
 //! The harness: runs the corpus under every engine, classifies what it finds against each
 //! bug's expectations, replays and explains failures, and writes `reports/`.
 
+pub mod bench;
 pub mod cli;
 pub mod html;
 pub mod matrix;

@@ -131,6 +131,7 @@ pub struct ExecutionReport {
     /// A Go-style goroutine dump taken when the failure was found; empty when clean.
     pub dump: String,
     /// The trace, oldest first (its beginning may have been dropped, see `trace_dropped`).
+    /// Empty for a clean execution.
     pub trace: Vec<TraceEvent>,
     pub trace_dropped: u64,
     /// Every goroutine the execution started, `main` first.

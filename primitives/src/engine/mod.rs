@@ -266,10 +266,11 @@ pub(crate) fn scheduler_choice(kind: EngineKind, n: usize) -> Option<usize> {
 /// its `default`, a failed `TryLock`) cannot starve the goroutine it waits for. loom and
 /// shuttle schedule cooperatively and would explore exactly that starvation; a yield there
 /// deprioritizes the poller, as fairness would.
-pub(crate) fn yield_now(kind: EngineKind) {
+pub(crate) fn yield_now(kind: EngineKind, nap: bool) {
     match kind {
         // A bare yield rarely lets a thread that is still starting catch up; a short nap does.
-        EngineKind::Std => std::thread::sleep(std::time::Duration::from_micros(20)),
+        EngineKind::Std if nap => std::thread::sleep(std::time::Duration::from_micros(20)),
+        EngineKind::Std => std::thread::yield_now(),
         EngineKind::Loom => loom::thread::yield_now(),
         EngineKind::Shuttle => shuttle::thread::yield_now(),
     }

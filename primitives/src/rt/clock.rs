@@ -2,35 +2,73 @@
 
 use super::Gid;
 
+/// Entries kept inline: kernels rarely have more goroutines, and a clock is cloned on every
+/// release (a send, an unlock), so cloning must not allocate.
+const INLINE: usize = 8;
+
 /// One logical clock per goroutine of the execution; a missing entry is zero.
 ///
 /// A goroutine's own entry counts its synchronising operations; an object that synchronises
 /// (a channel slot, a mutex, a WaitGroup) keeps the join of the clocks that released it, and
 /// the goroutine that acquires it joins that clock into its own.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub(crate) struct VClock(Vec<u32>);
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum VClock {
+    /// The first `INLINE` entries, zeros beyond the goroutines seen.
+    Inline([u32; INLINE]),
+    /// More goroutines than fit inline.
+    Heap(Vec<u32>),
+}
+
+impl Default for VClock {
+    fn default() -> Self {
+        VClock::Inline([0; INLINE])
+    }
+}
 
 impl VClock {
+    fn entries(&self) -> &[u32] {
+        match self {
+            VClock::Inline(v) => v,
+            VClock::Heap(v) => v,
+        }
+    }
+
+    /// The entries, grown to hold index `g`.
+    fn entries_mut(&mut self, len: usize) -> &mut [u32] {
+        if let VClock::Inline(v) = self {
+            if len > INLINE {
+                let mut heap = v.to_vec();
+                heap.resize(len, 0);
+                *self = VClock::Heap(heap);
+            }
+        }
+        match self {
+            VClock::Inline(v) => v,
+            VClock::Heap(v) => {
+                if v.len() < len {
+                    v.resize(len, 0);
+                }
+                v
+            }
+        }
+    }
+
     pub(crate) fn get(&self, g: Gid) -> u32 {
-        self.0.get(g).copied().unwrap_or(0)
+        self.entries().get(g).copied().unwrap_or(0)
     }
 
     /// Advances `g`'s own entry: what `g` does next is not covered by what it published so far.
     pub(crate) fn tick(&mut self, g: Gid) {
-        if self.0.len() <= g {
-            self.0.resize(g + 1, 0);
-        }
-        self.0[g] += 1;
+        self.entries_mut(g + 1)[g] += 1;
     }
 
     /// Takes the pointwise maximum with `other`.
     pub(crate) fn join(&mut self, other: &VClock) {
-        if self.0.len() < other.0.len() {
-            self.0.resize(other.0.len(), 0);
-        }
-        for (mine, theirs) in self.0.iter_mut().zip(&other.0) {
-            if *theirs > *mine {
-                *mine = *theirs;
+        let theirs = other.entries();
+        let mine = self.entries_mut(theirs.len());
+        for (m, t) in mine.iter_mut().zip(theirs) {
+            if *t > *m {
+                *m = *t;
             }
         }
     }
@@ -63,6 +101,18 @@ mod tests {
         b.tick(2);
         a.join(&b);
         assert_eq!((a.get(0), a.get(1), a.get(2)), (2, 0, 1));
+    }
+
+    #[test]
+    fn clocks_grow_past_the_inline_entries() {
+        let mut a = VClock::default();
+        a.tick(20);
+        let mut b = VClock::default();
+        b.tick(3);
+        b.join(&a);
+        assert_eq!((b.get(3), b.get(20), b.get(21)), (1, 1, 0));
+        a.join(&b);
+        assert_eq!((a.get(3), a.get(20)), (1, 1));
     }
 
     #[test]

@@ -130,6 +130,10 @@ pub(crate) struct Books {
     /// The goroutine that took the last step, and how many it took in a row.
     pub(crate) last_stepper: Gid,
     pub(crate) streak: u32,
+    /// Goroutines of the kernel that have not taken their first step yet.
+    pub(crate) unstarted: usize,
+    /// Steps that count toward the step bound (see `count_step`).
+    pub(crate) bounded_steps: u64,
 }
 
 /// An action the runtime takes only after releasing the lock. Under shuttle, waking a thread
@@ -168,7 +172,17 @@ pub(crate) struct Ctx<'e> {
     /// The source line of the operation in progress.
     pub(crate) at: &'static Location<'static>,
     /// The goroutine has run long enough: it yields once the lock is released (preemption).
-    preempt: bool,
+    preempt: Option<Preempt>,
+}
+
+/// How a preempted goroutine gives way.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Preempt {
+    /// A yield: others run first.
+    Yield,
+    /// On `std`, a short nap: a starving goroutine's thread needs more than a yield to catch
+    /// up (the others: a yield).
+    Nap,
 }
 
 /// Steps a goroutine may take in a row before it is preempted (and, below, steps a runnable
@@ -226,6 +240,8 @@ impl Execution {
             deferred: Vec::new(),
             last_stepper: MAIN,
             streak: 0,
+            unstarted: 0,
+            bounded_steps: 0,
         };
         Execution {
             me: std::sync::Weak::new(),
@@ -274,7 +290,7 @@ impl Execution {
             guard: Some(self.lock.lock()),
             gid,
             at,
-            preempt: false,
+            preempt: None,
         }
     }
 
@@ -334,6 +350,14 @@ impl<'e> Ctx<'e> {
         let step = b.step;
         b.goroutines[gid].last_step = step;
         b.goroutines[gid].steps += 1;
+        if b.goroutines[gid].steps == 1 && !b.goroutines[gid].system && gid != MAIN {
+            b.unstarted -= 1;
+        }
+        // Steps taken while a goroutine's thread is still starting (std) do not count toward
+        // the step bound: a loop waiting for it is not a livelock, only early.
+        if b.unstarted == 0 {
+            b.bounded_steps += 1;
+        }
         if b.helper.is_some()
             && b.goroutines[gid].steps % timer::TICK_STEPS == 0
             && b.timers.ticking()
@@ -341,15 +365,10 @@ impl<'e> Ctx<'e> {
             // A ticker's next tick may have been waiting for this goroutine to run a while.
             b.wake_helper();
         }
-        // Preempted after a long run, or when another goroutine has waited long for its turn.
-        let preempt = b.streak >= PREEMPT_STEPS
-            || b.goroutines.iter().enumerate().any(|(i, g)| {
-                i != gid
-                    && !g.system
-                    && matches!(g.status, Status::Runnable)
-                    && step - g.last_step > u64::from(STARVE_STEPS)
-            });
-        if preempt {
+        // Preempted after a long run while others could run, or when another goroutine has
+        // waited long for its turn (checked every few steps: it is a scan of the table).
+        let long_run = b.streak >= PREEMPT_STEPS;
+        if long_run {
             b.streak = 0;
             if self.exec.config.timers == TimerMode::Lazy && b.running <= 1 {
                 // Nothing else can run: the poller's time passes.
@@ -358,7 +377,29 @@ impl<'e> Ctx<'e> {
                 }
             }
         }
-        if b.step > self.exec.config.max_steps {
+        let others = b.running > 1 || b.helper.is_some();
+        let starving = if others && step % 8 == 0 {
+            b.goroutines
+                .iter()
+                .enumerate()
+                .find(|(i, g)| {
+                    *i != gid
+                        && !g.system
+                        && matches!(g.status, Status::Runnable)
+                        && step - g.last_step > u64::from(STARVE_STEPS)
+                })
+                .map(|_| ())
+        } else {
+            None
+        };
+        let preempt = match starving {
+            // On std the starving goroutine's thread may be still starting, or losing the
+            // runtime's (unfair) lock to this one over and over: a yield is not enough there.
+            Some(()) => Some(Preempt::Nap),
+            None if long_run && others => Some(Preempt::Yield),
+            None => None,
+        };
+        if b.bounded_steps > self.exec.config.max_steps {
             let (verdict, message) = if b.main_returned {
                 (
                     Verdict::Leak,
@@ -380,7 +421,9 @@ impl<'e> Ctx<'e> {
             return false;
         }
         drop(b);
-        self.preempt |= preempt;
+        if preempt.is_some() {
+            self.preempt = preempt;
+        }
         true
     }
 
@@ -512,8 +555,10 @@ impl<'e> Ctx<'e> {
         let deferred = self.take_deferred();
         drop(self.guard.take());
         self.exec.run_deferred(deferred);
-        if std::mem::take(&mut self.preempt) && !std::thread::panicking() {
-            crate::engine::yield_now(self.exec.kind);
+        if let Some(how) = self.preempt.take() {
+            if !std::thread::panicking() {
+                crate::engine::yield_now(self.exec.kind, how == Preempt::Nap);
+            }
         }
     }
 
@@ -945,6 +990,7 @@ impl Ctx<'_> {
         });
         b.running += 1;
         b.live += 1;
+        b.unstarted += 1;
         self.event(b, Op::Go, None, child as i64);
         Some((child, parker))
     }
@@ -1003,9 +1049,14 @@ fn goroutine_exit(exec: &Execution, gid: Gid, result: Result<(), Box<dyn Any + S
     let g = &mut b.goroutines[gid];
     let was_runnable = matches!(g.status, Status::Runnable);
     let system = g.system;
+    let never_stepped = g.steps == 0;
+    g.steps += 1;
     g.status = Status::Finished;
     if was_runnable && !system {
         b.running -= 1;
+    }
+    if never_stepped && !system {
+        b.unstarted -= 1;
     }
     b.live -= 1;
     // main may be waiting for this goroutine, for all of them, or for the execution to settle.
@@ -1127,11 +1178,18 @@ impl Books {
             Some(f) => (f.verdict, f.message, f.dump, f.race),
             None => (Verdict::Clean, String::new(), String::new(), None),
         };
+        // A clean execution's trace is read by nobody; rendering it is most of an execution's
+        // cost on the model checkers, so only failures carry theirs.
+        let failed = verdict.is_failure() || self.engine_error.is_some();
         ExecutionReport {
             verdict,
             message,
             dump,
-            trace: self.trace_events(),
+            trace: if failed {
+                self.trace_events()
+            } else {
+                Vec::new()
+            },
             trace_dropped: self.trace.dropped,
             goroutines: self.goroutine_infos(),
             steps: self.step,

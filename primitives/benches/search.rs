@@ -1,0 +1,275 @@
+//! The search: schedules per second on each engine for three kernels of different sizes, and
+//! the cost of this crate's layer, beside the same kernels written directly against
+//! `loom::sync` / `shuttle::sync` with std-like types (no Go semantics, no books), measured in
+//! the same run. Each benchmark is one whole exploration; its throughput is in schedules.
+//!
+//! `cargo bench -p primitives --bench search`.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use primitives::explore::{explore, Engine, Kernel, Settings};
+use primitives::sync::{Mutex, RwMutex, WaitGroup};
+use primitives::{go, Chan};
+
+const LOOM_BOUND: usize = 2;
+const SHUTTLE_ITERATIONS: usize = 200;
+
+/// Small: two goroutines increment a counter under a mutex; main waits for both.
+fn small() -> Kernel {
+    Arc::new(|| {
+        let (mu, wg) = (Mutex::new(), WaitGroup::new());
+        for _ in 0..2 {
+            wg.add(1);
+            let (mu, wg) = (mu.clone(), wg.clone());
+            go(move || {
+                mu.lock();
+                mu.unlock();
+                wg.done();
+            });
+        }
+        wg.wait();
+    })
+}
+
+/// Medium: two producers send two values each through a one-slot channel to main.
+fn medium() -> Kernel {
+    Arc::new(|| {
+        let ch = Chan::new(1);
+        for p in 0..2 {
+            let tx = ch.clone();
+            go(move || {
+                tx.send(p);
+                tx.send(p);
+            });
+        }
+        for _ in 0..4 {
+            ch.recv();
+        }
+    })
+}
+
+/// Large: three readers and a writer of a read-write lock; main waits for all four.
+fn large() -> Kernel {
+    Arc::new(|| {
+        let (rw, wg) = (RwMutex::new(), WaitGroup::new());
+        for i in 0..4 {
+            wg.add(1);
+            let (rw, wg) = (rw.clone(), wg.clone());
+            go(move || {
+                if i == 0 {
+                    rw.lock();
+                    rw.unlock();
+                } else {
+                    rw.rlock();
+                    rw.runlock();
+                }
+                wg.done();
+            });
+        }
+        wg.wait();
+    })
+}
+
+fn raw_loom_small() {
+    let mu = Arc::new(loom::sync::Mutex::new(0));
+    let threads: Vec<_> = (0..2)
+        .map(|_| {
+            let mu = mu.clone();
+            loom::thread::spawn(move || *mu.lock().unwrap() += 1)
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+}
+
+fn raw_loom_medium() {
+    let (tx, rx) = loom::sync::mpsc::channel();
+    for p in 0..2 {
+        let tx = tx.clone();
+        loom::thread::spawn(move || {
+            tx.send(p).unwrap();
+            tx.send(p).unwrap();
+        });
+    }
+    for _ in 0..4 {
+        rx.recv().unwrap();
+    }
+}
+
+fn raw_loom_large() {
+    let rw = Arc::new(loom::sync::RwLock::new(0));
+    let threads: Vec<_> = (0..4)
+        .map(|i| {
+            let rw = rw.clone();
+            loom::thread::spawn(move || {
+                if i == 0 {
+                    *rw.write().unwrap() += 1;
+                } else {
+                    let _ = *rw.read().unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+}
+
+fn raw_shuttle_small() {
+    let mu = Arc::new(shuttle::sync::Mutex::new(0));
+    let threads: Vec<_> = (0..2)
+        .map(|_| {
+            let mu = mu.clone();
+            shuttle::thread::spawn(move || *mu.lock().unwrap() += 1)
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+}
+
+fn raw_shuttle_medium() {
+    let (tx, rx) = shuttle::sync::mpsc::sync_channel(1);
+    for p in 0..2 {
+        let tx = tx.clone();
+        shuttle::thread::spawn(move || {
+            tx.send(p).unwrap();
+            tx.send(p).unwrap();
+        });
+    }
+    for _ in 0..4 {
+        rx.recv().unwrap();
+    }
+}
+
+fn raw_shuttle_large() {
+    let rw = Arc::new(shuttle::sync::RwLock::new(0));
+    let threads: Vec<_> = (0..4)
+        .map(|i| {
+            let rw = rw.clone();
+            shuttle::thread::spawn(move || {
+                if i == 0 {
+                    *rw.write().unwrap() += 1;
+                } else {
+                    let _ = *rw.read().unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+}
+
+fn settings(engine: Engine) -> Settings {
+    let mut s = Settings::new(engine);
+    s.stop_at_first_failure = false;
+    s.preemption_bound = Some(LOOM_BOUND);
+    s.budget = match engine {
+        Engine::Loom => 1_000_000,
+        _ => SHUTTLE_ITERATIONS as u64,
+    };
+    s
+}
+
+/// Executions of one exploration of `kernel` on `engine` (the same every time).
+fn ours_schedules(engine: Engine, kernel: &Kernel) -> u64 {
+    let found = explore(&settings(engine), kernel.clone());
+    assert_eq!(found.failed(), 0);
+    found.schedules
+}
+
+fn raw_loom(body: fn()) -> u64 {
+    let n = Arc::new(AtomicU64::new(0));
+    let count = n.clone();
+    let mut b = loom::model::Builder::new();
+    b.preemption_bound = Some(LOOM_BOUND);
+    b.check(move || {
+        count.fetch_add(1, Ordering::Relaxed);
+        body();
+    });
+    n.load(Ordering::Relaxed)
+}
+
+fn raw_shuttle(body: fn(), pct: bool) -> u64 {
+    let mut config = shuttle::Config::new();
+    config.failure_persistence = shuttle::FailurePersistence::None;
+    config.silence_warnings = true;
+    let n = if pct {
+        shuttle::Runner::new(
+            shuttle::scheduler::PctScheduler::new_from_seed(1, 3, SHUTTLE_ITERATIONS),
+            config,
+        )
+        .run(body)
+    } else {
+        shuttle::Runner::new(
+            shuttle::scheduler::RandomScheduler::new_from_seed(1, SHUTTLE_ITERATIONS),
+            config,
+        )
+        .run(body)
+    };
+    n as u64
+}
+
+fn search(c: &mut Criterion) {
+    let kernels: [(&str, Kernel, fn(), fn()); 3] = [
+        (
+            "small (2 goroutines, Mutex)",
+            small(),
+            raw_loom_small,
+            raw_shuttle_small,
+        ),
+        (
+            "medium (3 goroutines, channel)",
+            medium(),
+            raw_loom_medium,
+            raw_shuttle_medium,
+        ),
+        (
+            "large (5 goroutines, RWMutex)",
+            large(),
+            raw_loom_large,
+            raw_shuttle_large,
+        ),
+    ];
+    for (name, kernel, loom_body, shuttle_body) in kernels {
+        let mut g = c.benchmark_group(format!("search {name}"));
+        g.sample_size(10);
+        for engine in [
+            Engine::Loom,
+            Engine::ShuttlePct,
+            Engine::ShuttleRandom,
+            Engine::Std,
+        ] {
+            let n = ours_schedules(engine, &kernel);
+            g.throughput(Throughput::Elements(n));
+            let k = kernel.clone();
+            g.bench_function(format!("ours/{engine}"), move |b| {
+                b.iter(|| explore(&settings(engine), k.clone()).schedules)
+            });
+        }
+        let n = raw_loom(loom_body);
+        g.throughput(Throughput::Elements(n));
+        g.bench_function("raw/loom", move |b| b.iter(|| raw_loom(loom_body)));
+        for (engine, pct) in [("shuttle-pct", true), ("shuttle-random", false)] {
+            g.throughput(Throughput::Elements(SHUTTLE_ITERATIONS as u64));
+            g.bench_function(format!("raw/{engine}"), move |b| {
+                b.iter(|| raw_shuttle(shuttle_body, pct))
+            });
+        }
+        g.finish();
+    }
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(3));
+    targets = search
+}
+criterion_main!(benches);
