@@ -101,16 +101,20 @@ pub struct TraceEntry {
     pub detail: Option<String>,
 }
 
+/// Trace events a results file keeps per failure: the end of the trace, which explains it
+/// (the swimlanes show at most 60 rows; `harness replay` gives the whole trace).
+pub const TRACE_KEPT: usize = 200;
+
 impl FirstFailure {
     pub fn from_report(schedule: u64, replay: Option<String>, r: &ExecutionReport) -> Self {
+        let cut = r.trace.len().saturating_sub(TRACE_KEPT);
         FirstFailure {
             schedule,
             verdict: r.verdict.as_str().to_string(),
             replay,
             message: r.message.clone(),
             dump: r.dump.clone(),
-            trace: r
-                .trace
+            trace: r.trace[cut..]
                 .iter()
                 .map(|e| TraceEntry {
                     step: e.step,
@@ -129,7 +133,7 @@ impl FirstFailure {
                 .as_ref()
                 .map(|race| vec![race.previous.step, race.current.step])
                 .unwrap_or_default(),
-            trace_dropped: r.trace_dropped,
+            trace_dropped: r.trace_dropped + cut as u64,
         }
     }
 }

@@ -18,6 +18,8 @@ enum End {
     Blocked,
     /// It returned (main) or exited.
     Done,
+    /// It panicked.
+    Panicked,
     /// Anything else: it was running when the execution ended.
     Running,
 }
@@ -67,6 +69,7 @@ impl<'a> Lanes<'a> {
             .map(
                 |&g| match self.failure.trace.iter().rev().find(|e| e.g == g) {
                     Some(e) if e.blocked => End::Blocked,
+                    Some(e) if e.op == "panic" => End::Panicked,
                     Some(e) if e.op == "exit" || e.op == "return" => End::Done,
                     _ => End::Running,
                 },
@@ -141,6 +144,7 @@ pub fn text(failure: &FirstFailure) -> String {
         .map(|end| match end {
             End::Blocked => "⏸ blocked for good".to_string(),
             End::Done => "✓ finished".to_string(),
+            End::Panicked => "✗ panicked".to_string(),
             End::Running => "… still running".to_string(),
         })
         .collect();

@@ -38,7 +38,7 @@ pub fn go_named(name: &str, f: impl FnOnce() + Send + 'static) {
 pub fn gosched() {
     let exec = crate::rt::current_exec();
     drop(exec.enter(Location::caller()));
-    crate::engine::yield_now(exec.kind, false);
+    crate::engine::yield_now(exec.kind);
 }
 
 /// Go's `defer`: runs `f` when the returned guard is dropped, at the end of the enclosing

@@ -17,7 +17,8 @@ inventory::submit! {
         kernel: test_watch_event_type,
         walkthrough: include_str!("etcd_6534.md"),
         reconstructed: true,
-        budget: Budget { preemption_bound: Some(2), ..Budget::DEFAULT },
+        // shuttle-random needs up to about 700 schedules over seeds 1 to 5 (one of them more).
+        budget: Budget { shuttle: 3_000, preemption_bound: Some(2), ..Budget::DEFAULT },
         file: file!(),
         ..Bug::DEFAULT
     }

@@ -18,7 +18,8 @@ inventory::submit! {
         kernel: test_etcd9956,
         walkthrough: include_str!("etcd_9956.md"),
         reconstructed: true,
-        budget: Budget { preemption_bound: Some(2), ..Budget::DEFAULT },
+        // shuttle-random needs up to about 730 schedules over seeds 1 to 5.
+        budget: Budget { shuttle: 3_000, preemption_bound: Some(2), ..Budget::DEFAULT },
         file: file!(),
         ..Bug::DEFAULT
     }

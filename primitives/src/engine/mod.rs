@@ -25,15 +25,27 @@ pub enum EngineKind {
 
 /// The execution-wide lock of one engine.
 pub(crate) enum RawMutex {
-    Std(std::sync::Mutex<()>),
+    /// parking_lot's: its `unlock_fair` lets a preempted goroutine hand the lock on.
+    Std(parking_lot::Mutex<()>),
     Loom(loom::sync::Mutex<()>),
     Shuttle(shuttle::sync::Mutex<()>),
+}
+
+impl<'a> RawGuard<'a> {
+    /// Releases the lock; on `std`, hands it straight to a waiting thread if there is one
+    /// (the preempted goroutine gives way to one that has waited for the lock).
+    pub(crate) fn release_fairly(self) {
+        match self {
+            RawGuard::Std(g) => parking_lot::MutexGuard::unlock_fair(g),
+            other => drop(other),
+        }
+    }
 }
 
 /// A held [`RawMutex`]. The guards are held for their `Drop`, which releases the lock.
 #[allow(dead_code)]
 pub(crate) enum RawGuard<'a> {
-    Std(std::sync::MutexGuard<'a, ()>),
+    Std(parking_lot::MutexGuard<'a, ()>),
     Loom(loom::sync::MutexGuard<'a, ()>),
     Shuttle(shuttle::sync::MutexGuard<'a, ()>),
     /// loom and shuttle, after a park: the goroutine holds no engine lock, yet runs alone in
@@ -49,7 +61,7 @@ pub(crate) enum RawGuard<'a> {
 impl RawMutex {
     pub(crate) fn new(kind: EngineKind) -> Self {
         match kind {
-            EngineKind::Std => RawMutex::Std(std::sync::Mutex::new(())),
+            EngineKind::Std => RawMutex::Std(parking_lot::Mutex::new(())),
             EngineKind::Loom => RawMutex::Loom(loom::sync::Mutex::new(())),
             EngineKind::Shuttle => RawMutex::Shuttle(shuttle::sync::Mutex::new(())),
         }
@@ -59,7 +71,7 @@ impl RawMutex {
     /// with its books half-updated (Go's own panics are raised after the guard is dropped).
     pub(crate) fn lock(&self) -> RawGuard<'_> {
         match self {
-            RawMutex::Std(m) => RawGuard::Std(m.lock().unwrap_or_else(PoisonError::into_inner)),
+            RawMutex::Std(m) => RawGuard::Std(m.lock()),
             RawMutex::Loom(m) => RawGuard::Loom(m.lock().unwrap_or_else(PoisonError::into_inner)),
             RawMutex::Shuttle(m) => {
                 RawGuard::Shuttle(m.lock().unwrap_or_else(PoisonError::into_inner))
@@ -77,7 +89,7 @@ impl RawMutex {
 /// released just before parking; no scheduling point lies in between, and an `unpark` that
 /// comes first is kept by the token, so no wakeup is lost.
 pub(crate) enum Parker {
-    Std(std::sync::Condvar),
+    Std(parking_lot::Condvar),
     Loom(std::sync::Mutex<Option<loom::thread::Thread>>),
     Shuttle(std::sync::Mutex<Option<shuttle::thread::Thread>>),
 }
@@ -85,7 +97,7 @@ pub(crate) enum Parker {
 impl Parker {
     pub(crate) fn new(kind: EngineKind) -> Self {
         match kind {
-            EngineKind::Std => Parker::Std(std::sync::Condvar::new()),
+            EngineKind::Std => Parker::Std(parking_lot::Condvar::new()),
             EngineKind::Loom => Parker::Loom(std::sync::Mutex::new(None)),
             EngineKind::Shuttle => Parker::Shuttle(std::sync::Mutex::new(None)),
         }
@@ -119,9 +131,10 @@ impl Parker {
     ) -> RawGuard<'a> {
         let has_actions = |d: &Vec<D>| !d.is_empty();
         match (self, guard) {
-            (Parker::Std(c), RawGuard::Std(g)) => {
+            (Parker::Std(c), RawGuard::Std(mut g)) => {
                 if !has_actions(&deferred) {
-                    return RawGuard::Std(c.wait(g).unwrap_or_else(PoisonError::into_inner));
+                    c.wait(&mut g);
+                    return RawGuard::Std(g);
                 }
                 drop(g);
                 after_release(deferred);
@@ -148,7 +161,9 @@ impl Parker {
     /// Wakes the goroutine if it is parked; otherwise its next park returns at once.
     pub(crate) fn notify(&self) {
         match self {
-            Parker::Std(c) => c.notify_one(),
+            Parker::Std(c) => {
+                c.notify_one();
+            }
             // The thread handle is cloned out first: shuttle switches threads inside `unpark`,
             // and the next thread on this OS thread may want the same std mutex.
             Parker::Loom(t) => {
@@ -266,10 +281,8 @@ pub(crate) fn scheduler_choice(kind: EngineKind, n: usize) -> Option<usize> {
 /// its `default`, a failed `TryLock`) cannot starve the goroutine it waits for. loom and
 /// shuttle schedule cooperatively and would explore exactly that starvation; a yield there
 /// deprioritizes the poller, as fairness would.
-pub(crate) fn yield_now(kind: EngineKind, nap: bool) {
+pub(crate) fn yield_now(kind: EngineKind) {
     match kind {
-        // A bare yield rarely lets a thread that is still starting catch up; a short nap does.
-        EngineKind::Std if nap => std::thread::sleep(std::time::Duration::from_micros(20)),
         EngineKind::Std => std::thread::yield_now(),
         EngineKind::Loom => loom::thread::yield_now(),
         EngineKind::Shuttle => shuttle::thread::yield_now(),

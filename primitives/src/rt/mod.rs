@@ -134,6 +134,8 @@ pub(crate) struct Books {
     pub(crate) unstarted: usize,
     /// Steps that count toward the step bound (see `count_step`).
     pub(crate) bounded_steps: u64,
+    /// At the last check, a runnable goroutine had waited long for its turn.
+    pub(crate) starving: bool,
 }
 
 /// An action the runtime takes only after releasing the lock. Under shuttle, waking a thread
@@ -171,18 +173,9 @@ pub(crate) struct Ctx<'e> {
     pub(crate) gid: Gid,
     /// The source line of the operation in progress.
     pub(crate) at: &'static Location<'static>,
-    /// The goroutine has run long enough: it yields once the lock is released (preemption).
-    preempt: Option<Preempt>,
-}
-
-/// How a preempted goroutine gives way.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Preempt {
-    /// A yield: others run first.
-    Yield,
-    /// On `std`, a short nap: a starving goroutine's thread needs more than a yield to catch
-    /// up (the others: a yield).
-    Nap,
+    /// The goroutine has run long enough: it gives way once it releases the lock (preemption:
+    /// on `std` it hands the lock to a waiting thread, everywhere it yields).
+    preempt: Option<()>,
 }
 
 /// Steps a goroutine may take in a row before it is preempted (and, below, steps a runnable
@@ -242,6 +235,7 @@ impl Execution {
             streak: 0,
             unstarted: 0,
             bounded_steps: 0,
+            starving: false,
         };
         Execution {
             me: std::sync::Weak::new(),
@@ -353,9 +347,10 @@ impl<'e> Ctx<'e> {
         if b.goroutines[gid].steps == 1 && !b.goroutines[gid].system && gid != MAIN {
             b.unstarted -= 1;
         }
-        // Steps taken while a goroutine's thread is still starting (std) do not count toward
-        // the step bound: a loop waiting for it is not a livelock, only early.
-        if b.unstarted == 0 {
+        // Steps taken while a goroutine's thread is still starting, or (on std) while a runnable
+        // goroutine waits for the operating system to run it, do not count toward the step
+        // bound: a loop waiting for such a goroutine is not a livelock, only early.
+        if b.unstarted == 0 && !(self.exec.kind == crate::engine::EngineKind::Std && b.starving) {
             b.bounded_steps += 1;
         }
         if b.helper.is_some()
@@ -392,13 +387,10 @@ impl<'e> Ctx<'e> {
         } else {
             None
         };
-        let preempt = match starving {
-            // On std the starving goroutine's thread may be still starting, or losing the
-            // runtime's (unfair) lock to this one over and over: a yield is not enough there.
-            Some(()) => Some(Preempt::Nap),
-            None if long_run && others => Some(Preempt::Yield),
-            None => None,
-        };
+        if step % 8 == 0 {
+            b.starving = starving.is_some();
+        }
+        let preempt = starving.or((long_run && others).then_some(()));
         if b.bounded_steps > self.exec.config.max_steps {
             let (verdict, message) = if b.main_returned {
                 (
@@ -553,12 +545,14 @@ impl<'e> Ctx<'e> {
     /// Releases the lock, then runs the deferred actions.
     fn release(&mut self) {
         let deferred = self.take_deferred();
-        drop(self.guard.take());
+        let preempt = self.preempt.take().is_some() && !std::thread::panicking();
+        match self.guard.take() {
+            Some(g) if preempt => g.release_fairly(),
+            g => drop(g),
+        }
         self.exec.run_deferred(deferred);
-        if let Some(how) = self.preempt.take() {
-            if !std::thread::panicking() {
-                crate::engine::yield_now(self.exec.kind, how == Preempt::Nap);
-            }
+        if preempt {
+            crate::engine::yield_now(self.exec.kind);
         }
     }
 
