@@ -215,8 +215,11 @@ fn raw_shuttle(body: fn(), pct: bool) -> u64 {
     n as u64
 }
 
+/// A kernel of ours, with its raw loom and raw shuttle twins.
+type Case = (&'static str, Kernel, fn(), fn());
+
 fn search(c: &mut Criterion) {
-    let kernels: [(&str, Kernel, fn(), fn()); 3] = [
+    let kernels: [Case; 3] = [
         (
             "small (2 goroutines, Mutex)",
             small(),
