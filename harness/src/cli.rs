@@ -201,6 +201,14 @@ fn find_bug(id: &str) -> Result<&'static Bug, Failure> {
     })
 }
 
+/// The bugs named on the command line, or the whole corpus when none is named.
+fn select_bugs(ids: &[String]) -> Result<Vec<&'static Bug>, Failure> {
+    if ids.is_empty() {
+        return Ok(bugs::all());
+    }
+    ids.iter().map(|id| find_bug(id)).collect()
+}
+
 fn parse_engine(name: &str) -> Result<Engine, Failure> {
     Engine::parse(name).ok_or_else(|| {
         usage(format!(
@@ -250,14 +258,7 @@ fn list() -> Result<ExitCode, Failure> {
 }
 
 fn run(args: RunArgs) -> Result<ExitCode, Failure> {
-    let mut selected: Vec<&'static Bug> = if args.bugs.is_empty() {
-        bugs::all()
-    } else {
-        args.bugs
-            .iter()
-            .map(|id| find_bug(id))
-            .collect::<Result<_, _>>()?
-    };
+    let mut selected: Vec<&'static Bug> = select_bugs(&args.bugs)?;
     let engines: Vec<Engine> = if args.engines.is_empty() {
         Engine::ALL.to_vec()
     } else {
@@ -324,14 +325,7 @@ fn write_reports(dir: &std::path::Path, results: &Results) -> Result<(), Failure
 }
 
 fn bench(args: BenchArgs) -> Result<ExitCode, Failure> {
-    let selected: Vec<&'static Bug> = if args.bugs.is_empty() {
-        bugs::all()
-    } else {
-        args.bugs
-            .iter()
-            .map(|id| find_bug(id))
-            .collect::<Result<_, _>>()?
-    };
+    let selected: Vec<&'static Bug> = select_bugs(&args.bugs)?;
     if args.seeds == 0 {
         return Err(usage("bad --seeds 0; at least one seed"));
     }
@@ -462,14 +456,7 @@ fn merge(args: MergeArgs) -> Result<ExitCode, Failure> {
 }
 
 fn bless(args: BlessArgs) -> Result<ExitCode, Failure> {
-    let selected: Vec<&'static Bug> = if args.bugs.is_empty() {
-        bugs::all()
-    } else {
-        args.bugs
-            .iter()
-            .map(|id| find_bug(id))
-            .collect::<Result<_, _>>()?
-    };
+    let selected: Vec<&'static Bug> = select_bugs(&args.bugs)?;
     let mut changed = 0;
     for bug in &selected {
         match walkthrough::bless(bug) {

@@ -318,8 +318,6 @@ fn the_report_page_renders_in_headless_chromium() {
         "run",
         "--engine",
         "shuttle-pct",
-        "--budget",
-        "50",
         "--out",
         dir.to_str().unwrap(),
         "-q",

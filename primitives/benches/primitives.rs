@@ -65,63 +65,32 @@ fn ping_pong(c: &mut Criterion) {
             })
         });
     }
-    g.bench_function("crossbeam-channel", |b| {
-        b.iter_custom(|n| {
-            let (ping_tx, ping_rx) = crossbeam_channel::bounded::<u64>(0);
-            let (pong_tx, pong_rx) = crossbeam_channel::bounded::<u64>(0);
-            let t = std::thread::spawn(move || {
-                for _ in 0..n {
-                    pong_tx.send(ping_rx.recv().unwrap()).unwrap();
-                }
+    macro_rules! alternative {
+        ($name:literal, $make:expr) => {
+            g.bench_function($name, |b| {
+                b.iter_custom(|n| {
+                    let (ping_tx, ping_rx) = $make;
+                    let (pong_tx, pong_rx) = $make;
+                    let t = std::thread::spawn(move || {
+                        for _ in 0..n {
+                            pong_tx.send(ping_rx.recv().unwrap()).unwrap();
+                        }
+                    });
+                    let start = Instant::now();
+                    for i in 0..n {
+                        ping_tx.send(i).unwrap();
+                        pong_rx.recv().unwrap();
+                    }
+                    let d = start.elapsed();
+                    t.join().unwrap();
+                    d
+                })
             });
-            let start = Instant::now();
-            for i in 0..n {
-                ping_tx.send(i).unwrap();
-                pong_rx.recv().unwrap();
-            }
-            let d = start.elapsed();
-            t.join().unwrap();
-            d
-        })
-    });
-    g.bench_function("flume", |b| {
-        b.iter_custom(|n| {
-            let (ping_tx, ping_rx) = flume::bounded::<u64>(0);
-            let (pong_tx, pong_rx) = flume::bounded::<u64>(0);
-            let t = std::thread::spawn(move || {
-                for _ in 0..n {
-                    pong_tx.send(ping_rx.recv().unwrap()).unwrap();
-                }
-            });
-            let start = Instant::now();
-            for i in 0..n {
-                ping_tx.send(i).unwrap();
-                pong_rx.recv().unwrap();
-            }
-            let d = start.elapsed();
-            t.join().unwrap();
-            d
-        })
-    });
-    g.bench_function("std-mpsc", |b| {
-        b.iter_custom(|n| {
-            let (ping_tx, ping_rx) = std::sync::mpsc::sync_channel::<u64>(0);
-            let (pong_tx, pong_rx) = std::sync::mpsc::sync_channel::<u64>(0);
-            let t = std::thread::spawn(move || {
-                for _ in 0..n {
-                    pong_tx.send(ping_rx.recv().unwrap()).unwrap();
-                }
-            });
-            let start = Instant::now();
-            for i in 0..n {
-                ping_tx.send(i).unwrap();
-                pong_rx.recv().unwrap();
-            }
-            let d = start.elapsed();
-            t.join().unwrap();
-            d
-        })
-    });
+        };
+    }
+    alternative!("crossbeam-channel", crossbeam_channel::bounded::<u64>(0));
+    alternative!("flume", flume::bounded::<u64>(0));
+    alternative!("std-mpsc", std::sync::mpsc::sync_channel::<u64>(0));
     g.finish();
 }
 

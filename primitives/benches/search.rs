@@ -73,97 +73,80 @@ fn large() -> Kernel {
     })
 }
 
-fn raw_loom_small() {
-    let mu = Arc::new(loom::sync::Mutex::new(0));
-    let threads: Vec<_> = (0..2)
-        .map(|_| {
-            let mu = mu.clone();
-            loom::thread::spawn(move || *mu.lock().unwrap() += 1)
-        })
-        .collect();
-    for t in threads {
-        t.join().unwrap();
-    }
+/// The three kernels written directly against one engine's std-like types: `$sync` and
+/// `$thread` are its modules, `$channel` makes the medium kernel's channel.
+macro_rules! raw_kernels {
+    ($small:ident, $medium:ident, $large:ident, $sync:path, $thread:path, $channel:expr) => {
+        fn $small() {
+            use $sync as sync;
+            use $thread as thread;
+            let mu = Arc::new(sync::Mutex::new(0));
+            let threads: Vec<_> = (0..2)
+                .map(|_| {
+                    let mu = mu.clone();
+                    thread::spawn(move || *mu.lock().unwrap() += 1)
+                })
+                .collect();
+            for t in threads {
+                t.join().unwrap();
+            }
+        }
+
+        fn $medium() {
+            use $thread as thread;
+            let (tx, rx) = $channel;
+            for p in 0..2 {
+                let tx = tx.clone();
+                thread::spawn(move || {
+                    tx.send(p).unwrap();
+                    tx.send(p).unwrap();
+                });
+            }
+            for _ in 0..4 {
+                rx.recv().unwrap();
+            }
+        }
+
+        fn $large() {
+            use $sync as sync;
+            use $thread as thread;
+            let rw = Arc::new(sync::RwLock::new(0));
+            let threads: Vec<_> = (0..4)
+                .map(|i| {
+                    let rw = rw.clone();
+                    thread::spawn(move || {
+                        if i == 0 {
+                            *rw.write().unwrap() += 1;
+                        } else {
+                            let _ = *rw.read().unwrap();
+                        }
+                    })
+                })
+                .collect();
+            for t in threads {
+                t.join().unwrap();
+            }
+        }
+    };
 }
 
-fn raw_loom_medium() {
-    let (tx, rx) = loom::sync::mpsc::channel();
-    for p in 0..2 {
-        let tx = tx.clone();
-        loom::thread::spawn(move || {
-            tx.send(p).unwrap();
-            tx.send(p).unwrap();
-        });
-    }
-    for _ in 0..4 {
-        rx.recv().unwrap();
-    }
-}
-
-fn raw_loom_large() {
-    let rw = Arc::new(loom::sync::RwLock::new(0));
-    let threads: Vec<_> = (0..4)
-        .map(|i| {
-            let rw = rw.clone();
-            loom::thread::spawn(move || {
-                if i == 0 {
-                    *rw.write().unwrap() += 1;
-                } else {
-                    let _ = *rw.read().unwrap();
-                }
-            })
-        })
-        .collect();
-    for t in threads {
-        t.join().unwrap();
-    }
-}
-
-fn raw_shuttle_small() {
-    let mu = Arc::new(shuttle::sync::Mutex::new(0));
-    let threads: Vec<_> = (0..2)
-        .map(|_| {
-            let mu = mu.clone();
-            shuttle::thread::spawn(move || *mu.lock().unwrap() += 1)
-        })
-        .collect();
-    for t in threads {
-        t.join().unwrap();
-    }
-}
-
-fn raw_shuttle_medium() {
-    let (tx, rx) = shuttle::sync::mpsc::sync_channel(1);
-    for p in 0..2 {
-        let tx = tx.clone();
-        shuttle::thread::spawn(move || {
-            tx.send(p).unwrap();
-            tx.send(p).unwrap();
-        });
-    }
-    for _ in 0..4 {
-        rx.recv().unwrap();
-    }
-}
-
-fn raw_shuttle_large() {
-    let rw = Arc::new(shuttle::sync::RwLock::new(0));
-    let threads: Vec<_> = (0..4)
-        .map(|i| {
-            let rw = rw.clone();
-            shuttle::thread::spawn(move || {
-                if i == 0 {
-                    *rw.write().unwrap() += 1;
-                } else {
-                    let _ = *rw.read().unwrap();
-                }
-            })
-        })
-        .collect();
-    for t in threads {
-        t.join().unwrap();
-    }
-}
+// loom has no bounded channel; its unbounded one stands in.
+raw_kernels!(
+    raw_loom_small,
+    raw_loom_medium,
+    raw_loom_large,
+    loom::sync,
+    loom::thread,
+    loom::sync::mpsc::channel()
+);
+raw_kernels!(
+    raw_shuttle_small,
+    raw_shuttle_medium,
+    raw_shuttle_large,
+    shuttle::sync,
+    shuttle::thread,
+    shuttle::sync::mpsc::sync_channel(1)
+);
 
 fn settings(engine: Engine) -> Settings {
     let mut s = Settings::new(engine);

@@ -1200,28 +1200,23 @@ pub(crate) struct Site(pub(crate) &'static Location<'static>);
 
 impl std::fmt::Display for Site {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let file = self.0.file();
-        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .parent()
-            .and_then(|p| p.to_str())
-            .unwrap_or("");
-        let file = file
-            .strip_prefix(root)
-            .map(|f| f.trim_start_matches('/'))
-            .unwrap_or(file);
+        let file = workspace_relative(self.0.file());
         write!(f, "{file}:{}:{}", self.0.line(), self.0.column())
     }
 }
 
 /// A panic hook's location, shown like a [`Site`].
 pub(crate) fn site_of(file: &str, line: u32) -> String {
+    format!("{}:{line}", workspace_relative(file))
+}
+
+/// `file` with the workspace root taken off its front, when it lies below the root.
+fn workspace_relative(file: &str) -> &str {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .and_then(|p| p.to_str())
         .unwrap_or("");
-    let file = file
-        .strip_prefix(root)
+    file.strip_prefix(root)
         .map(|f| f.trim_start_matches('/'))
-        .unwrap_or(file);
-    format!("{file}:{line}")
+        .unwrap_or(file)
 }
