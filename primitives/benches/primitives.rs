@@ -9,7 +9,10 @@
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::{Duration, Instant};
 
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::measurement::WallTime;
+use criterion::{
+    criterion_group, criterion_main, BenchmarkGroup, BenchmarkId, Criterion, Throughput,
+};
 use primitives::explore::{explore, Engine, Settings};
 use primitives::sync::{Mutex, RwMutex, WaitGroup};
 use primitives::{go, select, Chan};
@@ -42,29 +45,33 @@ fn ours(books: bool, iters: u64, body: impl Fn(u64) + Send + Sync + 'static) -> 
 
 const BOOKS: [(bool, &str); 2] = [(true, "ours/books-on"), (false, "ours/books-off")];
 
+/// Benchmarks `body` (given the iteration count) on our primitives, books on and off.
+fn bench_ours(
+    g: &mut BenchmarkGroup<'_, WallTime>,
+    body: impl Fn(u64) + Clone + Send + Sync + 'static,
+) {
+    for (books, name) in BOOKS {
+        g.bench_function(name, |b| b.iter_custom(|n| ours(books, n, body.clone())));
+    }
+}
+
 fn ping_pong(c: &mut Criterion) {
     let mut g = c.benchmark_group("unbuffered ping-pong");
     g.throughput(Throughput::Elements(1));
-    for (books, name) in BOOKS {
-        g.bench_function(name, |b| {
-            b.iter_custom(|n| {
-                ours(books, n, |n| {
-                    let (ping, pong) = (Chan::new(0), Chan::new(0));
-                    let (rx, tx) = (ping.clone(), pong.clone());
-                    go(move || {
-                        for _ in 0..n {
-                            let v: u64 = rx.recv().unwrap();
-                            tx.send(v);
-                        }
-                    });
-                    for i in 0..n {
-                        ping.send(i);
-                        pong.recv();
-                    }
-                })
-            })
+    bench_ours(&mut g, |n| {
+        let (ping, pong) = (Chan::new(0), Chan::new(0));
+        let (rx, tx) = (ping.clone(), pong.clone());
+        go(move || {
+            for _ in 0..n {
+                let v: u64 = rx.recv().unwrap();
+                tx.send(v);
+            }
         });
-    }
+        for i in 0..n {
+            ping.send(i);
+            pong.recv();
+        }
+    });
     macro_rules! alternative {
         ($name:literal, $make:expr) => {
             g.bench_function($name, |b| {
@@ -100,27 +107,21 @@ const CAP: usize = 128;
 fn channel_throughput(c: &mut Criterion, group: &str, producers: u64) {
     let mut g = c.benchmark_group(group);
     g.throughput(Throughput::Elements(1));
-    for (books, name) in BOOKS {
-        g.bench_function(name, |b| {
-            b.iter_custom(|n| {
-                ours(books, n, move |n| {
-                    let ch = Chan::new(CAP);
-                    for p in 0..producers {
-                        let tx = ch.clone();
-                        let share = n / producers + u64::from(p < n % producers);
-                        go(move || {
-                            for i in 0..share {
-                                tx.send(i);
-                            }
-                        });
-                    }
-                    for _ in 0..n {
-                        ch.recv();
-                    }
-                })
-            })
-        });
-    }
+    bench_ours(&mut g, move |n| {
+        let ch = Chan::new(CAP);
+        for p in 0..producers {
+            let tx = ch.clone();
+            let share = n / producers + u64::from(p < n % producers);
+            go(move || {
+                for i in 0..share {
+                    tx.send(i);
+                }
+            });
+        }
+        for _ in 0..n {
+            ch.recv();
+        }
+    });
     macro_rules! alternative {
         ($name:literal, $make:expr) => {
             g.bench_function($name, |b| {
@@ -167,19 +168,13 @@ fn mpsc(c: &mut Criterion) {
 fn mutex(c: &mut Criterion) {
     let mut g = c.benchmark_group("Mutex uncontended");
     g.throughput(Throughput::Elements(1));
-    for (books, name) in BOOKS {
-        g.bench_function(name, |b| {
-            b.iter_custom(|n| {
-                ours(books, n, |n| {
-                    let mu = Mutex::new();
-                    for _ in 0..n {
-                        mu.lock();
-                        mu.unlock();
-                    }
-                })
-            })
-        });
-    }
+    bench_ours(&mut g, |n| {
+        let mu = Mutex::new();
+        for _ in 0..n {
+            mu.lock();
+            mu.unlock();
+        }
+    });
     g.bench_function("std", |b| {
         let mu = StdMutex::new(0u64);
         b.iter(|| *mu.lock().unwrap() += 1)
@@ -192,27 +187,21 @@ fn mutex(c: &mut Criterion) {
 
     let mut g = c.benchmark_group("Mutex contended (2 threads)");
     g.throughput(Throughput::Elements(1));
-    for (books, name) in BOOKS {
-        g.bench_function(name, |b| {
-            b.iter_custom(|n| {
-                ours(books, n, |n| {
-                    let (mu, wg) = (Mutex::new(), WaitGroup::new());
-                    for t in 0..2 {
-                        wg.add(1);
-                        let (mu, wg) = (mu.clone(), wg.clone());
-                        go(move || {
-                            for _ in 0..(n / 2 + u64::from(t == 0 && n % 2 == 1)) {
-                                mu.lock();
-                                mu.unlock();
-                            }
-                            wg.done();
-                        });
-                    }
-                    wg.wait();
-                })
-            })
-        });
-    }
+    bench_ours(&mut g, |n| {
+        let (mu, wg) = (Mutex::new(), WaitGroup::new());
+        for t in 0..2 {
+            wg.add(1);
+            let (mu, wg) = (mu.clone(), wg.clone());
+            go(move || {
+                for _ in 0..(n / 2 + u64::from(t == 0 && n % 2 == 1)) {
+                    mu.lock();
+                    mu.unlock();
+                }
+                wg.done();
+            });
+        }
+        wg.wait();
+    });
     macro_rules! contended {
         ($name:literal, $mu:expr, $lock:expr) => {
             g.bench_function($name, |b| {
@@ -253,19 +242,13 @@ fn mutex(c: &mut Criterion) {
 fn rwmutex(c: &mut Criterion) {
     let mut g = c.benchmark_group("RwMutex read uncontended");
     g.throughput(Throughput::Elements(1));
-    for (books, name) in BOOKS {
-        g.bench_function(name, |b| {
-            b.iter_custom(|n| {
-                ours(books, n, |n| {
-                    let rw = RwMutex::new();
-                    for _ in 0..n {
-                        rw.rlock();
-                        rw.runlock();
-                    }
-                })
-            })
-        });
-    }
+    bench_ours(&mut g, |n| {
+        let rw = RwMutex::new();
+        for _ in 0..n {
+            rw.rlock();
+            rw.runlock();
+        }
+    });
     g.bench_function("std", |b| {
         let rw = std::sync::RwLock::new(0u64);
         b.iter(|| *rw.read().unwrap())
@@ -278,29 +261,23 @@ fn rwmutex(c: &mut Criterion) {
 
     let mut g = c.benchmark_group("RwMutex contended (reader and writer)");
     g.throughput(Throughput::Elements(1));
-    for (books, name) in BOOKS {
-        g.bench_function(name, |b| {
-            b.iter_custom(|n| {
-                ours(books, n, |n| {
-                    let (rw, wg) = (RwMutex::new(), WaitGroup::new());
-                    wg.add(1);
-                    let (w, wg2) = (rw.clone(), wg.clone());
-                    go(move || {
-                        for _ in 0..n / 2 {
-                            w.lock();
-                            w.unlock();
-                        }
-                        wg2.done();
-                    });
-                    for _ in 0..(n - n / 2) {
-                        rw.rlock();
-                        rw.runlock();
-                    }
-                    wg.wait();
-                })
-            })
+    bench_ours(&mut g, |n| {
+        let (rw, wg) = (RwMutex::new(), WaitGroup::new());
+        wg.add(1);
+        let (w, wg2) = (rw.clone(), wg.clone());
+        go(move || {
+            for _ in 0..n / 2 {
+                w.lock();
+                w.unlock();
+            }
+            wg2.done();
         });
-    }
+        for _ in 0..(n - n / 2) {
+            rw.rlock();
+            rw.runlock();
+        }
+        wg.wait();
+    });
     macro_rules! contended {
         ($name:literal, $rw:expr, $read:expr, $write:expr) => {
             g.bench_function($name, |b| {
@@ -416,23 +393,17 @@ fn selects(c: &mut Criterion) {
 fn waitgroup(c: &mut Criterion) {
     let mut g = c.benchmark_group("WaitGroup fan-in of 64");
     g.sample_size(20);
-    for (books, name) in BOOKS {
-        g.bench_function(name, |b| {
-            b.iter_custom(|n| {
-                ours(books, n, |n| {
-                    for _ in 0..n {
-                        let wg = WaitGroup::new();
-                        for _ in 0..64 {
-                            wg.add(1);
-                            let wg = wg.clone();
-                            go(move || wg.done());
-                        }
-                        wg.wait();
-                    }
-                })
-            })
-        });
-    }
+    bench_ours(&mut g, |n| {
+        for _ in 0..n {
+            let wg = WaitGroup::new();
+            for _ in 0..64 {
+                wg.add(1);
+                let wg = wg.clone();
+                go(move || wg.done());
+            }
+            wg.wait();
+        }
+    });
     g.bench_function("std threads (scope)", |b| {
         b.iter(|| {
             std::thread::scope(|s| {
