@@ -9,6 +9,7 @@ use std::{env, fs};
 fn main() {
     let src = Path::new(&env::var("CARGO_MANIFEST_DIR").expect("cargo sets it")).join("src");
     println!("cargo:rerun-if-changed=src");
+    println!("cargo:rerun-if-changed=excluded.tsv");
     let mut projects: Vec<_> = fs::read_dir(&src)
         .expect("bugs/src is readable")
         .filter_map(Result::ok)
@@ -55,7 +56,8 @@ fn main() {
                 "    mod {id} {{\n        \
                  #[test]\n        fn buggy_is_detected() {{ crate::check::buggy_is_detected(\"{id}\") }}\n        \
                  #[test]\n        fn fixed_is_clean() {{ crate::check::fixed_is_clean(\"{id}\") }}\n        \
-                 #[test]\n        fn native_run_gives_no_other_verdict() {{ crate::check::native_baseline(\"{id}\") }}\n    \
+                 #[test]\n        fn native_run_gives_no_other_verdict() {{ crate::check::native_baseline(\"{id}\") }}\n        \
+                 #[test]\n        fn maps_to_upstream() {{ crate::check::maps_to_upstream(\"{id}\") }}\n    \
                  }}"
             )
             .unwrap();

@@ -83,6 +83,42 @@ impl Budget {
     };
 }
 
+/// Where a kernel comes from (`../shared/FIDELITY.md`), the most direct source first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// GoBench's GoKer kernel (the bug's `goker` folder), checked against the upstream change.
+    Goker,
+    /// The upstream test that exposed the bug: `"<repo> <file> @ <commit>"`.
+    Test(&'static str),
+    /// The upstream change itself (its buggy side and the code around it): the commit.
+    Diff(&'static str),
+    /// Only a description (an issue thread, a course's text): its link. The weakest source;
+    /// the walkthrough says so in its first lines.
+    Description(&'static str),
+}
+
+impl Source {
+    /// The name reports use: `goker`, `test`, `diff`, `description`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Goker => "goker",
+            Source::Test(_) => "test",
+            Source::Diff(_) => "diff",
+            Source::Description(_) => "description",
+        }
+    }
+}
+
+/// Where a fixed variant comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fix {
+    /// The upstream fix: its commit (short hash), or its pull request where the commit is one
+    /// of several. GoKer carries no fixed kernels: a GoKer port's fix is upstream's too.
+    Upstream(&'static str),
+    /// The corpus's own, where upstream has none: why.
+    Ours(&'static str),
+}
+
 /// One bug of the corpus.
 #[derive(Debug)]
 pub struct Bug {
@@ -110,10 +146,13 @@ pub struct Bug {
     pub goker: Option<&'static str>,
     /// The change's file in system-pclub/go-concurrency-bugs, if there is one.
     pub asplos: Option<&'static str>,
-    /// No upstream code was found: the kernel is built from the documented description.
-    pub reconstructed: bool,
-    /// The upstream fix is unknown: the fixed variant is the corpus's own, minimal one.
-    pub fix_is_ours: bool,
+    /// Where the kernel comes from, the most direct source first.
+    pub source: Source,
+    /// Where the fixed variant comes from.
+    pub fix: Fix,
+    /// The second reader's one-line conclusion (`../shared/FIDELITY.md`): someone who did not
+    /// write the port held it next to the upstream sources. Empty until that has happened.
+    pub review: &'static str,
     /// The kernel's source file.
     pub file: &'static str,
 }
@@ -133,8 +172,9 @@ impl Bug {
         walkthrough: "",
         goker: None,
         asplos: None,
-        reconstructed: false,
-        fix_is_ours: false,
+        source: Source::Goker,
+        fix: Fix::Upstream(""),
+        review: "",
         file: "",
     };
 

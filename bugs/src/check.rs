@@ -2,8 +2,9 @@
 
 use primitives::explore::Engine;
 
+use crate::fidelity::{self, Mapping};
 use crate::run::{self, Outcome, Overrides};
-use crate::{Bug, Variant};
+use crate::{Bug, Fix, Source, Variant};
 
 fn bug(id: &str) -> &'static Bug {
     crate::find(id).unwrap_or_else(|| panic!("bugs/src/…/{id}.rs registers no bug with id {id:?}"))
@@ -75,6 +76,80 @@ pub fn native_baseline(id: &str) {
             .first_failure
             .map(|f| (f.report.verdict, f.report.message))
     );
+}
+
+/// The walkthrough maps the kernel to upstream (`../shared/FIDELITY.md`): its
+/// `## Mapping to upstream` section is whole, cites every `Variant` switch of the kernel under
+/// `### The fix` (and nothing else there as a switch), and the metadata says where the kernel
+/// and its fix come from.
+pub fn maps_to_upstream(id: &str) {
+    let bug = bug(id);
+    let mapping = Mapping::parse(bug.walkthrough).unwrap_or_else(|e| panic!("{id}.md: {e}"));
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("src")
+        .join(bug.project)
+        .join(format!("{id}.rs"));
+    let source = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    let switches = fidelity::switches(&source);
+    let cited = mapping.cited_lines(&format!("{id}.rs"));
+    let uncited: Vec<_> = switches.iter().filter(|l| !cited.contains(l)).collect();
+    assert!(
+        uncited.is_empty(),
+        "{id}.md: `### The fix` does not cite the switches at {id}.rs lines {uncited:?}"
+    );
+    let stale: Vec<_> = cited.iter().filter(|l| !switches.contains(l)).collect();
+    assert!(
+        stale.is_empty(),
+        "{id}.md: `### The fix` cites {id}.rs lines {stale:?}, which switch on nothing \
+         (the switches are at {switches:?})"
+    );
+    match bug.source {
+        Source::Goker => assert!(
+            bug.goker.is_some(),
+            "{id}: source is GoKer's kernel, but `goker` names none"
+        ),
+        Source::Test(s) | Source::Diff(s) | Source::Description(s) => {
+            assert!(!s.is_empty(), "{id}: the source names nothing")
+        }
+    }
+    if let Source::Description(_) = bug.source {
+        let intro = bug.walkthrough.split("\n## ").next().unwrap_or("");
+        assert!(
+            intro.to_lowercase().contains("description"),
+            "{id}.md: a kernel built from a description only says so before its first section"
+        );
+    }
+    match bug.fix {
+        Fix::Upstream(s) | Fix::Ours(s) => assert!(
+            !s.is_empty() && s != "TODO",
+            "{id}: the fix's source is not named"
+        ),
+    }
+}
+
+/// The bugs left out are listed with a reason and evidence, and none is also a port.
+#[test]
+fn exclusions_are_complete_and_disjoint() {
+    let mut lines = crate::EXCLUDED_TSV.lines();
+    assert_eq!(
+        lines.next(),
+        Some("id\treason\tevidence"),
+        "bugs/excluded.tsv: the header is `id<TAB>reason<TAB>evidence`"
+    );
+    let rows = lines.filter(|l| !l.trim().is_empty()).count();
+    assert_eq!(
+        rows,
+        crate::excluded().len(),
+        "bugs/excluded.tsv: every row needs an id, a reason and evidence"
+    );
+    for ex in crate::excluded() {
+        assert!(
+            crate::find(ex.id).is_none(),
+            "bugs/excluded.tsv: {} is also a port",
+            ex.id
+        );
+    }
 }
 
 /// `cargo fmt` cannot see the kernels (their modules are declared in a generated file), so

@@ -3,7 +3,7 @@
 use primitives::sync::RwMutex;
 use primitives::{defer, Shared};
 
-use crate::{Bug, Variant};
+use crate::{Bug, Fix, Source, Variant};
 
 inventory::submit! {
     Bug {
@@ -14,6 +14,8 @@ inventory::submit! {
         expected: primitives::Verdict::Deadlock,
         kernel: test_restore_continue_unfinished_compaction,
         walkthrough: include_str!("etcd_10419.md"),
+        source: Source::Description("https://github.com/etcd-io/etcd/pull/10419"),
+        fix: Fix::Upstream("#10419"),
         file: file!(),
         ..Bug::DEFAULT
     }

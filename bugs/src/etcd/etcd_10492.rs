@@ -6,7 +6,7 @@ use primitives::context::{self, Context};
 use primitives::sync::RwMutex;
 use primitives::{defer, Shared};
 
-use crate::{Bug, Variant};
+use crate::{Bug, Fix, Source, Variant};
 
 inventory::submit! {
     Bug {
@@ -19,6 +19,8 @@ inventory::submit! {
         walkthrough: include_str!("etcd_10492.md"),
         goker: Some("gobench/goker/blocking/etcd/10492"),
         asplos: None,
+        source: Source::Goker,
+        fix: Fix::Upstream("#10492"),
         file: file!(),
         ..Bug::DEFAULT
     }

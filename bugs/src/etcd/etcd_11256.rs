@@ -7,7 +7,7 @@ use primitives::context;
 use primitives::time::Ticker;
 use primitives::{defer, go_named, select, Chan, TimerMode};
 
-use crate::{Budget, Bug, Variant};
+use crate::{Budget, Bug, Fix, Source, Variant};
 
 inventory::submit! {
     Bug {
@@ -18,14 +18,14 @@ inventory::submit! {
         expected: primitives::Verdict::Deadlock,
         kernel: test_node_propose_add_learner_node,
         walkthrough: include_str!("etcd_11256.md"),
-        reconstructed: true,
-        fix_is_ours: true,
         budget: Budget {
             shuttle: 10_000,
             loom: 30_000,
             timers: Some(TimerMode::Lazy),
             ..Budget::DEFAULT
         },
+        source: Source::Description("https://github.com/etcd-io/etcd/issues/11256"),
+        fix: Fix::Ours("TODO"),
         file: file!(),
         ..Bug::DEFAULT
     }

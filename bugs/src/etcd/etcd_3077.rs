@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use primitives::{defer, go_named, select, time, Chan, Shared};
 
-use crate::{Budget, Bug, Variant};
+use crate::{Budget, Bug, Fix, Source, Variant};
 
 inventory::submit! {
     Bug {
@@ -20,6 +20,8 @@ inventory::submit! {
         asplos: None,
         // Enough for loom to finish its search of the fixed variant at preemption bound 3.
         budget: Budget { loom: 30_000, ..Budget::DEFAULT },
+        source: Source::Goker,
+        fix: Fix::Upstream("#3077"),
         file: file!(),
         ..Bug::DEFAULT
     }

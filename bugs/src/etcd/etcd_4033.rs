@@ -7,7 +7,7 @@ use primitives::context;
 use primitives::time::Ticker;
 use primitives::{defer, go_named, select, Chan};
 
-use crate::{Bug, Loom, Variant};
+use crate::{Bug, Fix, Loom, Source, Variant};
 
 inventory::submit! {
     Bug {
@@ -22,6 +22,8 @@ inventory::submit! {
         loom: Loom::DoesNotApply(
             "seven goroutines and the ticker's timer: more than loom's five threads",
         ),
+        source: Source::Diff("b7cf2385"),
+        fix: Fix::Upstream("b7cf2385"),
         file: file!(),
         ..Bug::DEFAULT
     }

@@ -7,7 +7,7 @@ use primitives::context;
 use primitives::time::Ticker;
 use primitives::{defer, go_named, select, Chan, Shared};
 
-use crate::{Bug, Loom, Variant};
+use crate::{Bug, Fix, Loom, Source, Variant};
 
 inventory::submit! {
     Bug {
@@ -23,7 +23,8 @@ inventory::submit! {
             "main, four goroutines and the ticker's timer: more than loom's five threads; \
              and only the step bound ends the livelock",
         ),
-        reconstructed: true,
+        source: Source::Diff("0cb304ec"),
+        fix: Fix::Upstream("0cb304ec"),
         file: file!(),
         ..Bug::DEFAULT
     }

@@ -7,7 +7,7 @@ use primitives::context::{self, CancelFunc, Context};
 use primitives::sync::RwMutex;
 use primitives::{defer, go_named, select, time, Chan, Shared};
 
-use crate::{Bug, Variant};
+use crate::{Bug, Fix, Source, Variant};
 
 inventory::submit! {
     Bug {
@@ -19,7 +19,8 @@ inventory::submit! {
         kernel: test_etcd4679,
         walkthrough: include_str!("etcd_4679.md"),
         asplos: Some("blocking-bugs/etcd/d21d2e6624bc5400e52baa45804668f5f9b6a161.txt"),
-        reconstructed: true,
+        source: Source::Diff("d21d2e66"),
+        fix: Fix::Upstream("d21d2e66"),
         file: file!(),
         ..Bug::DEFAULT
     }

@@ -7,7 +7,7 @@ use primitives::sync::{AtomicI32, WaitGroup};
 use primitives::time::Ticker;
 use primitives::{defer, go_named, Shared};
 
-use crate::{Bug, Loom, Variant};
+use crate::{Bug, Fix, Loom, Source, Variant};
 
 inventory::submit! {
     Bug {
@@ -29,6 +29,8 @@ inventory::submit! {
             "five goroutines (test, setInterval, Watch, sendLoop and main) and the ticker's timer \
              goroutine: one more thread than loom holds"
         ),
+        source: Source::Goker,
+        fix: Fix::Upstream("#4876"),
         file: file!(),
         ..Bug::DEFAULT
     }

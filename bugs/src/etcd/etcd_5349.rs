@@ -6,7 +6,7 @@ use primitives::context::{self, Context};
 use primitives::sync::Mutex;
 use primitives::{defer, go_named, select, Chan, GoMap, Shared};
 
-use crate::{Bug, Variant};
+use crate::{Bug, Fix, Source, Variant};
 
 inventory::submit! {
     Bug {
@@ -18,6 +18,8 @@ inventory::submit! {
         kernel: test_election_session_recampaign,
         walkthrough: include_str!("etcd_5349.md"),
         asplos: Some("blocking-bugs/etcd/120020fa9c3d4b6c98d7beb863ac4c6bfe4d499b.txt"),
+        source: Source::Diff("120020fa"),
+        fix: Fix::Upstream("120020fa"),
         file: file!(),
         ..Bug::DEFAULT
     }

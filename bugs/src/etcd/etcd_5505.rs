@@ -6,7 +6,7 @@ use primitives::context::{self, Context};
 use primitives::sync::{Mutex, WaitGroup};
 use primitives::{defer, go_named, select, Chan, Shared};
 
-use crate::{Budget, Bug, Variant};
+use crate::{Budget, Bug, Fix, Source, Variant};
 
 inventory::submit! {
     Bug {
@@ -18,6 +18,8 @@ inventory::submit! {
         kernel: test_v3_watch_close,
         walkthrough: include_str!("etcd_5505.md"),
         budget: Budget { preemption_bound: Some(2), ..Budget::DEFAULT },
+        source: Source::Description("https://github.com/etcd-io/etcd/pull/5505"),
+        fix: Fix::Upstream("#5505"),
         file: file!(),
         ..Bug::DEFAULT
     }

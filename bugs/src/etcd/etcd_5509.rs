@@ -6,7 +6,7 @@ use primitives::context::{self, CancelFunc, Context};
 use primitives::sync::{Mutex, RwMutex};
 use primitives::{defer, go_named, Chan, Shared};
 
-use crate::{Bug, Variant};
+use crate::{Bug, Fix, Source, Variant};
 
 inventory::submit! {
     Bug {
@@ -19,6 +19,8 @@ inventory::submit! {
         walkthrough: include_str!("etcd_5509.md"),
         goker: Some("gobench/goker/blocking/etcd/5509"),
         asplos: Some("blocking-bugs/etcd/1d8813052292e6053957fae01d080fde9717f3fc.txt"),
+        source: Source::Goker,
+        fix: Fix::Upstream("1d881305"),
         file: file!(),
         ..Bug::DEFAULT
     }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use primitives::sync::{RwMutex, WaitGroup};
 use primitives::{defer, go_named, select, Chan};
 
-use crate::{Budget, Bug, Variant};
+use crate::{Budget, Bug, Fix, Source, Variant};
 
 inventory::submit! {
     Bug {
@@ -16,9 +16,10 @@ inventory::submit! {
         expected: primitives::Verdict::Panic,
         kernel: test_watch_event_type,
         walkthrough: include_str!("etcd_6534.md"),
-        reconstructed: true,
         // shuttle-random needs up to about 700 schedules over seeds 1 to 5 (one of them more).
         budget: Budget { shuttle: 3_000, preemption_bound: Some(2), ..Budget::DEFAULT },
+        source: Source::Description("https://github.com/etcd-io/etcd/pull/6628"),
+        fix: Fix::Upstream("#6628"),
         file: file!(),
         ..Bug::DEFAULT
     }

@@ -6,7 +6,7 @@ use primitives::context::{self, Context};
 use primitives::defer;
 use primitives::sync::RwMutex;
 
-use crate::{Bug, Variant};
+use crate::{Bug, Fix, Source, Variant};
 
 inventory::submit! {
     Bug {
@@ -19,6 +19,8 @@ inventory::submit! {
         walkthrough: include_str!("etcd_6708.md"),
         goker: Some("gobench/goker/blocking/etcd/6708"),
         asplos: Some("blocking-bugs/etcd/de008c8a4ac327eee481fcc0245f55de7b393351.txt"),
+        source: Source::Goker,
+        fix: Fix::Upstream("de008c8a"),
         file: file!(),
         ..Bug::DEFAULT
     }

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use primitives::{go_named, select, Chan};
 
-use crate::{Bug, Variant};
+use crate::{Bug, Fix, Source, Variant};
 
 inventory::submit! {
     Bug {
@@ -16,7 +16,8 @@ inventory::submit! {
         kernel: test_etcd6855,
         walkthrough: include_str!("etcd_6855.md"),
         asplos: Some("blocking-bugs/etcd/7afc490c95789c408fbc256d8e790273d331c984.txt"),
-        reconstructed: true,
+        source: Source::Diff("7afc490c"),
+        fix: Fix::Upstream("7afc490c"),
         file: file!(),
         ..Bug::DEFAULT
     }

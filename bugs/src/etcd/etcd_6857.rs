@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use primitives::{go_named, select, Chan};
 
-use crate::{Bug, Variant};
+use crate::{Bug, Fix, Source, Variant};
 
 inventory::submit! {
     Bug {
@@ -16,6 +16,8 @@ inventory::submit! {
         kernel: test_etcd6857,
         walkthrough: include_str!("etcd_6857.md"),
         goker: Some("gobench/goker/blocking/etcd/6857"),
+        source: Source::Goker,
+        fix: Fix::Upstream("#6857"),
         file: file!(),
         ..Bug::DEFAULT
     }

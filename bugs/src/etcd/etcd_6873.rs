@@ -6,7 +6,7 @@ use std::sync::Arc;
 use primitives::sync::Mutex;
 use primitives::{defer, go_named, select, Chan};
 
-use crate::{Bug, Variant};
+use crate::{Bug, Fix, Source, Variant};
 
 inventory::submit! {
     Bug {
@@ -19,6 +19,8 @@ inventory::submit! {
         walkthrough: include_str!("etcd_6873.md"),
         goker: Some("gobench/goker/blocking/etcd/6873"),
         asplos: Some("blocking-bugs/etcd/7618fdd1d642e47cac70c03f637b0fd798a53a6e.txt"),
+        source: Source::Goker,
+        fix: Fix::Upstream("7618fdd1"),
         file: file!(),
         ..Bug::DEFAULT
     }

@@ -8,7 +8,7 @@ use primitives::context::{self, CancelFunc, Context};
 use primitives::sync::{Mutex, Once, RwMutex};
 use primitives::{defer, go_named, select, time, Chan, Shared};
 
-use crate::{Budget, Bug, Loom, Variant};
+use crate::{Budget, Bug, Fix, Loom, Source, Variant};
 
 inventory::submit! {
     Bug {
@@ -24,6 +24,8 @@ inventory::submit! {
             "six goroutines (seven with the fix) and a timer: more than loom's five threads",
         ),
         budget: Budget { shuttle: 5_000, ..Budget::DEFAULT },
+        source: Source::Diff("8baaa06c"),
+        fix: Fix::Upstream("8baaa06c"),
         file: file!(),
         ..Bug::DEFAULT
     }

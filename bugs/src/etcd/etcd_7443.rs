@@ -6,7 +6,7 @@ use std::sync::Arc;
 use primitives::sync::{Mutex, Once, RwMutex};
 use primitives::{defer, go_named, select, Chan, Shared};
 
-use crate::{Bug, Loom, Variant};
+use crate::{Bug, Fix, Loom, Source, Variant};
 
 inventory::submit! {
     Bug {
@@ -23,6 +23,8 @@ inventory::submit! {
             "seven goroutines (main, lbWatcher, three resetTransport, the two closers), more \
              than loom's five threads"
         ),
+        source: Source::Goker,
+        fix: Fix::Upstream("#7443"),
         file: file!(),
         ..Bug::DEFAULT
     }

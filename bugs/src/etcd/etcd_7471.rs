@@ -7,7 +7,7 @@ use primitives::sync::{Mutex, RwMutex, WaitGroup};
 use primitives::time::{self, Instant, Ticker};
 use primitives::{defer, go_named, select, Chan, GoMap};
 
-use crate::{Budget, Bug, Loom, Variant};
+use crate::{Budget, Bug, Fix, Loom, Source, Variant};
 
 inventory::submit! {
     Bug {
@@ -25,6 +25,8 @@ inventory::submit! {
         ),
         // PCT needs up to about 600 schedules over seeds 1 to 5 (two of them more than 1,000).
         budget: Budget { shuttle: 5_000, ..Budget::DEFAULT },
+        source: Source::Diff("1b1fabef"),
+        fix: Fix::Upstream("1b1fabef"),
         file: file!(),
         ..Bug::DEFAULT
     }

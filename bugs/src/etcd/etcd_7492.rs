@@ -7,7 +7,7 @@ use primitives::sync::{Mutex, RwMutex, WaitGroup};
 use primitives::time::{self, Instant, Ticker};
 use primitives::{defer, go_named, select, Chan, GoMap, Shared};
 
-use crate::{Bug, Loom, Variant};
+use crate::{Bug, Fix, Loom, Source, Variant};
 
 inventory::submit! {
     Bug {
@@ -24,6 +24,8 @@ inventory::submit! {
             "main, the keeper's run loop, three Authenticate goroutines and the ticker's timer \
              goroutine: six threads, one more than loom holds"
         ),
+        source: Source::Goker,
+        fix: Fix::Upstream("#7492"),
         file: file!(),
         ..Bug::DEFAULT
     }

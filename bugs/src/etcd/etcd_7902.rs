@@ -5,7 +5,7 @@ use std::sync::Arc;
 use primitives::sync::{Mutex, WaitGroup};
 use primitives::{defer, go_named, select, Chan, Shared};
 
-use crate::{Budget, Bug, Variant};
+use crate::{Budget, Bug, Fix, Source, Variant};
 
 inventory::submit! {
     Bug {
@@ -21,6 +21,8 @@ inventory::submit! {
         // loom's search of the fixed variant does not finish (93,294 executions at preemption
         // bound 2); a sample of it keeps the test short.
         budget: Budget { loom: 5_000, ..Budget::DEFAULT },
+        source: Source::Goker,
+        fix: Fix::Upstream("#7902"),
         file: file!(),
         ..Bug::DEFAULT
     }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use primitives::context::{self, Context};
 use primitives::{go_named, select, time, Chan, Shared};
 
-use crate::{Bug, Variant};
+use crate::{Bug, Fix, Source, Variant};
 
 inventory::submit! {
     Bug {
@@ -18,7 +18,8 @@ inventory::submit! {
         kernel: test_etcd7b7feb46,
         walkthrough: include_str!("etcd_7b7feb46.md"),
         asplos: Some("blocking-bugs/etcd/7b7feb46fcf13da75f93797740ffc6034bb585ff.txt"),
-        reconstructed: true,
+        source: Source::Diff("7b7feb46"),
+        fix: Fix::Upstream("7b7feb46"),
         file: file!(),
         ..Bug::DEFAULT
     }

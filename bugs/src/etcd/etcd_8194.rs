@@ -6,7 +6,7 @@ use std::time::Duration;
 use primitives::sync::WaitGroup;
 use primitives::{defer, go_named, select, time, Chan, Shared};
 
-use crate::{Budget, Bug, Variant};
+use crate::{Budget, Bug, Fix, Source, Variant};
 
 inventory::submit! {
     Bug {
@@ -21,6 +21,8 @@ inventory::submit! {
         asplos: None,
         // At bound 3 loom's search of the fixed variant does not finish; at 2 it does.
         budget: Budget { preemption_bound: Some(2), ..Budget::DEFAULT },
+        source: Source::Goker,
+        fix: Fix::Upstream("#8194"),
         file: file!(),
         ..Bug::DEFAULT
     }

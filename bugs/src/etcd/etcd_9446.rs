@@ -5,7 +5,7 @@ use std::sync::Arc;
 use primitives::sync::{RwMutex, WaitGroup};
 use primitives::{defer, go_named, GoMap};
 
-use crate::{Bug, Variant};
+use crate::{Bug, Fix, Source, Variant};
 
 inventory::submit! {
     Bug {
@@ -18,6 +18,8 @@ inventory::submit! {
         walkthrough: include_str!("etcd_9446.md"),
         goker: Some("gobench/goker/nonblocking/etcd/9446"),
         asplos: None,
+        source: Source::Goker,
+        fix: Fix::Upstream("#9446"),
         file: file!(),
         ..Bug::DEFAULT
     }

@@ -6,7 +6,7 @@ use primitives::context::{self, CancelFunc, Context};
 use primitives::sync::{Mutex, Once};
 use primitives::{defer, go_named, select, Chan, Shared};
 
-use crate::{Budget, Bug, Variant};
+use crate::{Budget, Bug, Fix, Source, Variant};
 
 inventory::submit! {
     Bug {
@@ -17,9 +17,10 @@ inventory::submit! {
         expected: primitives::Verdict::Panic,
         kernel: test_etcd9956,
         walkthrough: include_str!("etcd_9956.md"),
-        reconstructed: true,
         // shuttle-random needs up to about 730 schedules over seeds 1 to 5.
         budget: Budget { shuttle: 3_000, preemption_bound: Some(2), ..Budget::DEFAULT },
+        source: Source::Description("https://github.com/grpc/grpc-go/pull/2695"),
+        fix: Fix::Upstream("#2695"),
         file: file!(),
         ..Bug::DEFAULT
     }

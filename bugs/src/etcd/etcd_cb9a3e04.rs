@@ -7,7 +7,7 @@ use primitives::sync::Mutex;
 use primitives::time::{self, Timer};
 use primitives::{defer, go_named, select, Chan, Shared};
 
-use crate::{Bug, Loom, Variant};
+use crate::{Bug, Fix, Loom, Source, Variant};
 
 inventory::submit! {
     Bug {
@@ -23,7 +23,8 @@ inventory::submit! {
             "three goroutines, the timer goroutine and the AfterFunc's goroutine when the header \
              timeout fires: more than loom's five threads",
         ),
-        reconstructed: true,
+        source: Source::Diff("cb9a3e04"),
+        fix: Fix::Upstream("cb9a3e04"),
         file: file!(),
         ..Bug::DEFAULT
     }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use primitives::time::Timer;
 use primitives::{defer, go_named, select, Chan};
 
-use crate::{Bug, Variant};
+use crate::{Bug, Fix, Source, Variant};
 
 inventory::submit! {
     Bug {
@@ -18,6 +18,8 @@ inventory::submit! {
         kernel: test_grpc1275,
         walkthrough: include_str!("grpc_1275.md"),
         goker: Some("gobench/goker/blocking/grpc/1275"),
+        source: Source::Goker,
+        fix: Fix::Upstream("#1275"),
         file: file!(),
         ..Bug::DEFAULT
     }

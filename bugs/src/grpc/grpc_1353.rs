@@ -6,7 +6,7 @@ use std::sync::Arc;
 use primitives::sync::Mutex;
 use primitives::{defer, go_named, select, Chan, Shared};
 
-use crate::{Budget, Bug, Variant};
+use crate::{Budget, Bug, Fix, Source, Variant};
 
 inventory::submit! {
     Bug {
@@ -19,6 +19,8 @@ inventory::submit! {
         walkthrough: include_str!("grpc_1353.md"),
         goker: Some("gobench/goker/blocking/grpc/1353"),
         asplos: Some("blocking-bugs/grpc-go/27b2052c9524abc45ae991d6a402ddb91f06ba03.txt"),
+        source: Source::Goker,
+        fix: Fix::Upstream("27b2052c"),
         file: file!(),
         budget: Budget { preemption_bound: Some(2), ..Budget::DEFAULT },
         ..Bug::DEFAULT

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use primitives::{defer, go_named, Chan};
 
-use crate::{Bug, Variant};
+use crate::{Bug, Fix, Source, Variant};
 
 inventory::submit! {
     Bug {
@@ -18,6 +18,8 @@ inventory::submit! {
         walkthrough: include_str!("grpc_1424.md"),
         goker: Some("gobench/goker/blocking/grpc/1424"),
         asplos: Some("blocking-bugs/grpc-go/4e56696c6c5a8cd7b711a1eb8936463559361da5.txt"),
+        source: Source::Goker,
+        fix: Fix::Upstream("4e56696c"),
         file: file!(),
         ..Bug::DEFAULT
     }

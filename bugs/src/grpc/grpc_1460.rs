@@ -7,7 +7,7 @@ use primitives::sync::Mutex;
 use primitives::time::Timer;
 use primitives::{go_named, select, Chan, GoMap, Shared};
 
-use crate::{Budget, Bug, Variant};
+use crate::{Budget, Bug, Fix, Source, Variant};
 
 inventory::submit! {
     Bug {
@@ -19,6 +19,8 @@ inventory::submit! {
         kernel: test_grpc1460,
         walkthrough: include_str!("grpc_1460.md"),
         goker: Some("gobench/goker/blocking/grpc/1460"),
+        source: Source::Goker,
+        fix: Fix::Upstream("#1460"),
         file: file!(),
         budget: Budget { preemption_bound: Some(2), ..Budget::DEFAULT },
         ..Bug::DEFAULT

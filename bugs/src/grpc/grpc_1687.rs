@@ -7,7 +7,7 @@ use primitives::context;
 use primitives::sync::{Mutex, Once};
 use primitives::{defer, go_named, select, time, Chan, Shared};
 
-use crate::{Budget, Bug, Variant};
+use crate::{Budget, Bug, Fix, Source, Variant};
 
 inventory::submit! {
     Bug {
@@ -20,6 +20,8 @@ inventory::submit! {
         walkthrough: include_str!("grpc_1687.md"),
         goker: Some("gobench/goker/nonblocking/grpc/1687"),
         asplos: Some("non-blocking-bugs/grpc-go/c6b46087ab923e9f453ec433f99174cdd45b9b89.txt"),
+        source: Source::Goker,
+        fix: Fix::Upstream("c6b46087"),
         file: file!(),
         budget: Budget { loom: 30_000, ..Budget::DEFAULT },
         ..Bug::DEFAULT

@@ -7,7 +7,7 @@ use primitives::context::{self, CancelFunc, Context};
 use primitives::sync::Mutex;
 use primitives::{defer, go_named, select, Chan, Shared};
 
-use crate::{Budget, Bug, Variant};
+use crate::{Budget, Bug, Fix, Source, Variant};
 
 inventory::submit! {
     Bug {
@@ -19,6 +19,8 @@ inventory::submit! {
         kernel: test_grpc1748,
         walkthrough: include_str!("grpc_1748.md"),
         goker: Some("gobench/goker/nonblocking/grpc/1748"),
+        source: Source::Goker,
+        fix: Fix::Upstream("#1748"),
         file: file!(),
         budget: Budget { loom: 25_000, ..Budget::DEFAULT },
         ..Bug::DEFAULT

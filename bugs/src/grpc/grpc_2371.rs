@@ -6,7 +6,7 @@ use std::time::Duration;
 use primitives::sync::RwMutex;
 use primitives::{go_named, select, time, Chan, Shared};
 
-use crate::{Budget, Bug, Variant};
+use crate::{Budget, Bug, Fix, Source, Variant};
 
 inventory::submit! {
     Bug {
@@ -18,6 +18,8 @@ inventory::submit! {
         kernel: test_grpc2371,
         walkthrough: include_str!("grpc_2371.md"),
         goker: Some("gobench/goker/nonblocking/grpc/2371"),
+        source: Source::Goker,
+        fix: Fix::Upstream("#2371"),
         file: file!(),
         budget: Budget { loom: 25_000, ..Budget::DEFAULT },
         ..Bug::DEFAULT

@@ -6,7 +6,7 @@ use primitives::context;
 use primitives::sync::{Mutex, Once};
 use primitives::{defer, go_named, select, Chan, Shared};
 
-use crate::{Budget, Bug, Variant};
+use crate::{Budget, Bug, Fix, Source, Variant};
 
 inventory::submit! {
     Bug {
@@ -17,6 +17,8 @@ inventory::submit! {
         expected: primitives::Verdict::Panic,
         kernel: test_grpc2695,
         walkthrough: include_str!("grpc_2695.md"),
+        source: Source::Description("https://github.com/grpc/grpc-go/pull/2695"),
+        fix: Fix::Upstream("#2695"),
         file: file!(),
         budget: Budget { preemption_bound: Some(2), ..Budget::DEFAULT },
         ..Bug::DEFAULT

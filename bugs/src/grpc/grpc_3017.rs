@@ -6,7 +6,7 @@ use std::time::Duration;
 use primitives::sync::Mutex;
 use primitives::{defer, go_named, select, time, Chan, GoMap, Shared};
 
-use crate::{Budget, Bug, Variant};
+use crate::{Budget, Bug, Fix, Source, Variant};
 
 inventory::submit! {
     Bug {
@@ -18,6 +18,8 @@ inventory::submit! {
         kernel: test_grpc3017,
         walkthrough: include_str!("grpc_3017.md"),
         goker: Some("gobench/goker/blocking/grpc/3017"),
+        source: Source::Goker,
+        fix: Fix::Upstream("#3017"),
         file: file!(),
         budget: Budget { preemption_bound: Some(2), ..Budget::DEFAULT },
         ..Bug::DEFAULT

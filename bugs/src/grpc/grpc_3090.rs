@@ -6,7 +6,7 @@ use std::time::Duration;
 use primitives::sync::{Mutex, WaitGroup};
 use primitives::{defer, go_named, time, Chan, Shared};
 
-use crate::{Bug, Variant};
+use crate::{Bug, Fix, Source, Variant};
 
 inventory::submit! {
     Bug {
@@ -19,6 +19,8 @@ inventory::submit! {
         kernel: test_grpc3090,
         walkthrough: include_str!("grpc_3090.md"),
         goker: Some("gobench/goker/nonblocking/grpc/3090"),
+        source: Source::Goker,
+        fix: Fix::Upstream("#3090"),
         file: file!(),
         ..Bug::DEFAULT
     }

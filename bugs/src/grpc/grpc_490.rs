@@ -6,7 +6,7 @@ use primitives::context::{self, CancelFunc, Context};
 use primitives::sync::Mutex;
 use primitives::{go_named, select, Chan, GoMap, Shared};
 
-use crate::{Budget, Bug, Variant};
+use crate::{Budget, Bug, Fix, Source, Variant};
 
 inventory::submit! {
     Bug {
@@ -18,6 +18,8 @@ inventory::submit! {
         kernel: test_grpc490,
         walkthrough: include_str!("grpc_490.md"),
         asplos: Some("blocking-bugs/grpc-go/47fc4a2936669af9ec8f851be845f2d4c7bcca18.txt"),
+        source: Source::Diff("47fc4a29"),
+        fix: Fix::Upstream("47fc4a29"),
         file: file!(),
         budget: Budget { preemption_bound: Some(2), ..Budget::DEFAULT },
         ..Bug::DEFAULT

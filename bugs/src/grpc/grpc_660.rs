@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use primitives::{go_named, rand, select, Chan};
 
-use crate::{Bug, Loom, Variant};
+use crate::{Bug, Fix, Loom, Source, Variant};
 
 inventory::submit! {
     Bug {
@@ -19,7 +19,8 @@ inventory::submit! {
         loom: Loom::DoesNotApply(
             "every round of the unbounded loop starts a goroutine: more threads than loom holds"
         ),
-        fix_is_ours: true,
+        source: Source::Goker,
+        fix: Fix::Ours("TODO"),
         file: file!(),
         ..Bug::DEFAULT
     }

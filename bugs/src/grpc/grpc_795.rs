@@ -5,7 +5,7 @@ use std::sync::Arc;
 use primitives::sync::Mutex;
 use primitives::{go_named, Shared};
 
-use crate::{Bug, Variant};
+use crate::{Bug, Fix, Source, Variant};
 
 inventory::submit! {
     Bug {
@@ -17,6 +17,8 @@ inventory::submit! {
         kernel: test_grpc795,
         walkthrough: include_str!("grpc_795.md"),
         goker: Some("gobench/goker/blocking/grpc/795"),
+        source: Source::Goker,
+        fix: Fix::Upstream("#795"),
         file: file!(),
         ..Bug::DEFAULT
     }

@@ -7,7 +7,7 @@ use primitives::context::{self, CancelFunc, Context, ContextError};
 use primitives::sync::Mutex;
 use primitives::{go_named, select, time, Chan, Shared};
 
-use crate::{Budget, Bug, Variant};
+use crate::{Budget, Bug, Fix, Source, Variant};
 
 inventory::submit! {
     Bug {
@@ -20,6 +20,8 @@ inventory::submit! {
         walkthrough: include_str!("grpc_862.md"),
         goker: Some("gobench/goker/blocking/grpc/862"),
         asplos: Some("blocking-bugs/grpc-go/dd5645bebff44f6b88780bb949022a09eadd7dae.txt"),
+        source: Source::Goker,
+        fix: Fix::Upstream("dd5645be"),
         file: file!(),
         budget: Budget { loom: 3_000, preemption_bound: Some(2), ..Budget::DEFAULT },
         ..Bug::DEFAULT

@@ -6,7 +6,7 @@ use std::time::Duration;
 use primitives::sync::{RwMutex, WaitGroup};
 use primitives::{defer, go_named, select, time, Chan, Shared};
 
-use crate::{Bug, Loom, Variant};
+use crate::{Bug, Fix, Loom, Source, Variant};
 
 inventory::submit! {
     Bug {
@@ -21,6 +21,8 @@ inventory::submit! {
         loom: Loom::DoesNotApply(
             "every round of the unbounded RPC loop starts a goroutine: more threads than loom holds"
         ),
+        source: Source::Diff("ceacfbcb"),
+        fix: Fix::Upstream("ceacfbcb"),
         file: file!(),
         ..Bug::DEFAULT
     }

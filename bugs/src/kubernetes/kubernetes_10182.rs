@@ -5,7 +5,7 @@ use std::sync::Arc;
 use primitives::sync::RwMutex;
 use primitives::{defer, go_named, Chan};
 
-use crate::{Bug, Loom, Variant};
+use crate::{Bug, Fix, Loom, Source, Variant};
 
 inventory::submit! {
     Bug {
@@ -18,6 +18,8 @@ inventory::submit! {
         walkthrough: include_str!("kubernetes_10182.md"),
         goker: Some("gobench/goker/blocking/kubernetes/10182"),
         asplos: Some("blocking-bugs/kubernetes/64ad3e17ad15cd0f9a4fd86706eec1c572033254.txt"),
+        source: Source::Goker,
+        fix: Fix::Upstream("64ad3e17"),
         file: file!(),
         loom: Loom::DoesNotApply(
             "the fixed variant starts two more goroutines (go DeletePodStatus): seven threads \

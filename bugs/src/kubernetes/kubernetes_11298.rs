@@ -6,7 +6,7 @@ use std::time::Duration;
 use primitives::sync::{Cond, Mutex};
 use primitives::{defer, go_named, select, time, Chan};
 
-use crate::{Budget, Bug, Loom, Variant};
+use crate::{Budget, Bug, Fix, Loom, Source, Variant};
 
 inventory::submit! {
     Bug {
@@ -19,6 +19,8 @@ inventory::submit! {
         walkthrough: include_str!("kubernetes_11298.md"),
         goker: Some("gobench/goker/blocking/kubernetes/11298"),
         asplos: Some("blocking-bugs/kubernetes/e98c8e7685f4475e091f9186606098039c2fc250.txt"),
+        source: Source::Goker,
+        fix: Fix::Upstream("e98c8e76"),
         file: file!(),
         loom: Loom::DoesNotApply(
             "more goroutines than loom's threads: the test, two `After` goroutines, the \

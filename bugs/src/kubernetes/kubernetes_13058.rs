@@ -6,7 +6,7 @@ use std::time::Duration;
 use primitives::sync::WaitGroup;
 use primitives::{defer, go_named, select, time, Chan};
 
-use crate::{Bug, Loom, Variant};
+use crate::{Bug, Fix, Loom, Source, Variant};
 
 inventory::submit! {
     Bug {
@@ -23,6 +23,8 @@ inventory::submit! {
         walkthrough: include_str!("kubernetes_13058.md"),
         goker: Some("gobench/goker/nonblocking/kubernetes/13058"),
         asplos: None,
+        source: Source::Goker,
+        fix: Fix::Upstream("#13058"),
         file: file!(),
         ..Bug::DEFAULT
     }

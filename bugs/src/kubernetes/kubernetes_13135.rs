@@ -7,7 +7,7 @@ use std::time::Duration;
 use primitives::sync::{Mutex, Once, RwMutex, WaitGroup};
 use primitives::{defer, go_named, select, time, Chan, Shared};
 
-use crate::{Bug, Loom, Variant};
+use crate::{Bug, Fix, Loom, Source, Variant};
 
 inventory::submit! {
     Bug {
@@ -20,6 +20,8 @@ inventory::submit! {
         walkthrough: include_str!("kubernetes_13135.md"),
         goker: Some("gobench/goker/blocking/kubernetes/13135"),
         asplos: Some("blocking-bugs/kubernetes/a12b7edc42c5c06a2e7d9f381975658692951d5a.txt"),
+        source: Source::Goker,
+        fix: Fix::Upstream("a12b7edc"),
         file: file!(),
         loom: Loom::DoesNotApply(
             "Until's loop ends only when the `close` goroutine runs; loom's schedules can starve \

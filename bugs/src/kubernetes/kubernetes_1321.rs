@@ -5,7 +5,7 @@ use std::sync::{Arc, Weak};
 use primitives::sync::{Mutex, Once};
 use primitives::{defer, go_named, select, Chan, GoMap};
 
-use crate::{Budget, Bug, Variant};
+use crate::{Budget, Bug, Fix, Source, Variant};
 
 inventory::submit! {
     Bug {
@@ -18,6 +18,8 @@ inventory::submit! {
         walkthrough: include_str!("kubernetes_1321.md"),
         goker: Some("gobench/goker/blocking/kubernetes/1321"),
         asplos: Some("blocking-bugs/kubernetes/435e0b73bb99862f9dedf56a50260ff3dfef14ff.txt"),
+        source: Source::Goker,
+        fix: Fix::Upstream("435e0b73"),
         file: file!(),
         budget: Budget { preemption_bound: Some(2), ..Budget::DEFAULT },
         ..Bug::DEFAULT

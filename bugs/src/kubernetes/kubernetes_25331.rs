@@ -5,7 +5,7 @@ use std::sync::Arc;
 use primitives::context::{self, CancelFunc, Context};
 use primitives::{go_named, select, Chan};
 
-use crate::{Bug, Variant};
+use crate::{Bug, Fix, Source, Variant};
 
 inventory::submit! {
     Bug {
@@ -18,6 +18,8 @@ inventory::submit! {
         walkthrough: include_str!("kubernetes_25331.md"),
         goker: Some("gobench/goker/blocking/kubernetes/25331"),
         asplos: Some("blocking-bugs/kubernetes/97f4647dc3d8cf46c2b66b89a31c758a6edfb57c.txt"),
+        source: Source::Goker,
+        fix: Fix::Upstream("97f4647d"),
         file: file!(),
         ..Bug::DEFAULT
     }

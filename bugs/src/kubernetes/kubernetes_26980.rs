@@ -5,7 +5,7 @@ use std::sync::Arc;
 use primitives::sync::{Cond, Mutex};
 use primitives::{defer, go_named, select, Chan, Shared};
 
-use crate::{Bug, Variant};
+use crate::{Bug, Fix, Source, Variant};
 
 inventory::submit! {
     Bug {
@@ -18,6 +18,8 @@ inventory::submit! {
         walkthrough: include_str!("kubernetes_26980.md"),
         goker: Some("gobench/goker/blocking/kubernetes/26980"),
         asplos: None,
+        source: Source::Goker,
+        fix: Fix::Upstream("#26980"),
         file: file!(),
         ..Bug::DEFAULT
     }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use primitives::sync::{Mutex, RwMutex};
 use primitives::{defer, go_named, select, time, Chan, Shared};
 
-use crate::{Bug, Loom, Variant};
+use crate::{Bug, Fix, Loom, Source, Variant};
 
 inventory::submit! {
     Bug {
@@ -20,6 +20,8 @@ inventory::submit! {
         walkthrough: include_str!("kubernetes_30872.md"),
         goker: Some("gobench/goker/blocking/kubernetes/30872"),
         asplos: Some("blocking-bugs/kubernetes/681d153050930f67945fc308ad10566ec299edd5.txt"),
+        source: Source::Goker,
+        fix: Fix::Upstream("681d1530"),
         file: file!(),
         loom: Loom::DoesNotApply(
             "the controller loop runs until stopChan is closed; loom's unfair schedules (the \

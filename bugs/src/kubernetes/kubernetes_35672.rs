@@ -7,7 +7,7 @@ use primitives::sync::RwMutex;
 use primitives::time::{self, Instant, Timer};
 use primitives::{defer, go_named, select, Chan, Shared};
 
-use crate::{Budget, Bug, Variant};
+use crate::{Budget, Bug, Fix, Source, Variant};
 
 inventory::submit! {
     Bug {
@@ -19,6 +19,8 @@ inventory::submit! {
         kernel: test_kubernetes35672,
         walkthrough: include_str!("kubernetes_35672.md"),
         asplos: Some("blocking-bugs/kubernetes/991674380b7773d73afaeafeac6242bf3b6e6001.txt"),
+        source: Source::Diff("99167438"),
+        fix: Fix::Upstream("99167438"),
         file: file!(),
         // Bound 2 lets loom fire the resync timer before every select and take its case
         // first, for ever: unfair schedules that starve `cancelCh` (see the walkthrough).

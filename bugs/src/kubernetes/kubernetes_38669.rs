@@ -6,7 +6,7 @@ use std::sync::Arc;
 use primitives::sync::Mutex;
 use primitives::{defer, go_named, select, Chan, Shared};
 
-use crate::{Bug, Variant};
+use crate::{Bug, Fix, Source, Variant};
 
 inventory::submit! {
     Bug {
@@ -19,6 +19,8 @@ inventory::submit! {
         walkthrough: include_str!("kubernetes_38669.md"),
         goker: Some("gobench/goker/blocking/kubernetes/38669"),
         asplos: None,
+        source: Source::Goker,
+        fix: Fix::Upstream("#38669"),
         file: file!(),
         ..Bug::DEFAULT
     }

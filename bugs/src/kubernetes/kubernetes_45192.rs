@@ -5,7 +5,7 @@ use std::sync::Arc;
 use primitives::sync::{Mutex, WaitGroup};
 use primitives::{defer, go_named, rand, Shared};
 
-use crate::{Bug, Variant};
+use crate::{Bug, Fix, Source, Variant};
 
 inventory::submit! {
     Bug {
@@ -18,6 +18,8 @@ inventory::submit! {
         walkthrough: include_str!("kubernetes_45192.md"),
         goker: None,
         asplos: Some("blocking-bugs/kubernetes/04e2deeb287f7d60372ed853a75acfff3668cedc.txt"),
+        source: Source::Diff("04e2deeb"),
+        fix: Fix::Upstream("04e2deeb"),
         file: file!(),
         ..Bug::DEFAULT
     }

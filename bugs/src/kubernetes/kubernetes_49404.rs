@@ -6,7 +6,7 @@ use std::time::Duration;
 use primitives::sync::{AtomicI32, WaitGroup};
 use primitives::{defer, go_named, time, Shared};
 
-use crate::{Bug, Variant};
+use crate::{Bug, Fix, Source, Variant};
 
 inventory::submit! {
     Bug {
@@ -19,6 +19,8 @@ inventory::submit! {
         walkthrough: include_str!("kubernetes_49404.md"),
         goker: Some("gobench/goker/nonblocking/kubernetes/49404"),
         asplos: Some("non-blocking-bugs/kubernetes/345f875c51c0acd909f206b855d158b8e3adbbb3.txt"),
+        source: Source::Goker,
+        fix: Fix::Upstream("345f875c"),
         file: file!(),
         ..Bug::DEFAULT
     }

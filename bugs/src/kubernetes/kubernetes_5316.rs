@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use primitives::{go_named, rand, select, time, Chan};
 
-use crate::{Bug, Variant};
+use crate::{Bug, Fix, Source, Variant};
 
 inventory::submit! {
     Bug {
@@ -17,6 +17,8 @@ inventory::submit! {
         walkthrough: include_str!("kubernetes_5316.md"),
         goker: Some("gobench/goker/blocking/kubernetes/5316"),
         asplos: Some("blocking-bugs/kubernetes/0aee25e06527993c59f3159e0cf3ff4342e169cd.txt"),
+        source: Source::Goker,
+        fix: Fix::Upstream("0aee25e0"),
         file: file!(),
         ..Bug::DEFAULT
     }

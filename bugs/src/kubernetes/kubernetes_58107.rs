@@ -6,7 +6,7 @@ use std::sync::Arc;
 use primitives::sync::{Cond, Mutex, RwMutex};
 use primitives::{defer, go_named, Chan, Shared};
 
-use crate::{Budget, Bug, Variant};
+use crate::{Budget, Bug, Fix, Source, Variant};
 
 inventory::submit! {
     Bug {
@@ -19,6 +19,8 @@ inventory::submit! {
         walkthrough: include_str!("kubernetes_58107.md"),
         goker: Some("gobench/goker/blocking/kubernetes/58107"),
         asplos: Some("blocking-bugs/kubernetes/010a127314a935d8d038f8dd4559fc5b249813e4.txt"),
+        source: Source::Goker,
+        fix: Fix::Upstream("010a1273"),
         file: file!(),
         // With bound 3 (or 2) loom's search neither finds the bug nor finishes the fixed
         // variant in 20 000 executions; with bound 1 it finds the bug (110) and covers the

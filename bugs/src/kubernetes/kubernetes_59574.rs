@@ -3,7 +3,7 @@
 use primitives::sync::WaitGroup;
 use primitives::{defer, go_named, Shared};
 
-use crate::{Bug, Variant};
+use crate::{Bug, Fix, Source, Variant};
 
 inventory::submit! {
     Bug {
@@ -16,9 +16,9 @@ inventory::submit! {
         walkthrough: include_str!("kubernetes_59574.md"),
         goker: None,
         asplos: None,
+        source: Source::Description("https://github.com/kubernetes/kubernetes/pull/59574"),
+        fix: Fix::Ours("TODO"),
         file: file!(),
-        reconstructed: true,
-        fix_is_ours: true,
         ..Bug::DEFAULT
     }
 }

@@ -5,7 +5,7 @@ use std::ops::Deref;
 use primitives::sync::RwMutex;
 use primitives::{defer, go_named, rand};
 
-use crate::{Bug, Variant};
+use crate::{Bug, Fix, Source, Variant};
 
 inventory::submit! {
     Bug {
@@ -18,6 +18,8 @@ inventory::submit! {
         walkthrough: include_str!("kubernetes_62464.md"),
         goker: Some("gobench/goker/blocking/kubernetes/62464"),
         asplos: Some("blocking-bugs/kubernetes/c1b19fce903675b82e9fdd1befcc5f5d658bfe78.txt"),
+        source: Source::Goker,
+        fix: Fix::Upstream("c1b19fce"),
         file: file!(),
         ..Bug::DEFAULT
     }

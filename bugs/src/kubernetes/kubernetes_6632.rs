@@ -5,7 +5,7 @@ use std::sync::Arc;
 use primitives::sync::Mutex;
 use primitives::{defer, go_named, select, Chan, Shared};
 
-use crate::{Budget, Bug, Variant};
+use crate::{Budget, Bug, Fix, Source, Variant};
 
 inventory::submit! {
     Bug {
@@ -18,6 +18,8 @@ inventory::submit! {
         walkthrough: include_str!("kubernetes_6632.md"),
         goker: Some("gobench/goker/blocking/kubernetes/6632"),
         asplos: Some("blocking-bugs/kubernetes/82afb7ab1fe12cf2efceede2322d082eaf5d5adc.txt"),
+        source: Source::Goker,
+        fix: Fix::Upstream("82afb7ab"),
         file: file!(),
         // Bound 3 does not finish the fixed variant's search in 20 000 executions; bound 2
         // does (8 080), and still finds the bug.

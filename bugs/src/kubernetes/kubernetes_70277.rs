@@ -5,7 +5,7 @@ use std::time::Duration;
 use primitives::time::{Ticker, Timer};
 use primitives::{defer, go_named, select, Chan};
 
-use crate::{Bug, Variant};
+use crate::{Bug, Fix, Source, Variant};
 
 inventory::submit! {
     Bug {
@@ -18,6 +18,8 @@ inventory::submit! {
         walkthrough: include_str!("kubernetes_70277.md"),
         goker: Some("gobench/goker/blocking/kubernetes/70277"),
         asplos: None,
+        source: Source::Goker,
+        fix: Fix::Upstream("#70277"),
         file: file!(),
         ..Bug::DEFAULT
     }

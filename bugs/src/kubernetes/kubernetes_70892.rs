@@ -6,7 +6,7 @@ use primitives::context::{self, Context};
 use primitives::sync::WaitGroup;
 use primitives::{defer, go_named, select, Chan, Shared};
 
-use crate::{Bug, Variant};
+use crate::{Bug, Fix, Source, Variant};
 
 inventory::submit! {
     Bug {
@@ -19,6 +19,8 @@ inventory::submit! {
         walkthrough: include_str!("kubernetes_70892.md"),
         goker: Some("gobench/goker/nonblocking/kubernetes/70892"),
         asplos: None,
+        source: Source::Goker,
+        fix: Fix::Upstream("#70892"),
         file: file!(),
         ..Bug::DEFAULT
     }

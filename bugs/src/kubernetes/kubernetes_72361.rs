@@ -5,7 +5,7 @@ use std::sync::Arc;
 use primitives::sync::Mutex;
 use primitives::{defer, go_named, GoMap};
 
-use crate::{Bug, Variant};
+use crate::{Bug, Fix, Source, Variant};
 
 inventory::submit! {
     Bug {
@@ -18,6 +18,8 @@ inventory::submit! {
         walkthrough: include_str!("kubernetes_72361.md"),
         goker: None,
         asplos: None,
+        source: Source::Description("https://github.com/kubernetes/kubernetes/pull/72361"),
+        fix: Fix::Upstream("#72361"),
         file: file!(),
         ..Bug::DEFAULT
     }

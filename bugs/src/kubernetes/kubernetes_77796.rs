@@ -7,7 +7,7 @@ use std::time::Duration;
 use primitives::sync::{RwMutex, WaitGroup};
 use primitives::{defer, go_named, select, time, Chan, Shared};
 
-use crate::{Bug, Loom, Variant};
+use crate::{Bug, Fix, Loom, Source, Variant};
 
 inventory::submit! {
     Bug {
@@ -24,7 +24,8 @@ inventory::submit! {
         walkthrough: include_str!("kubernetes_77796.md"),
         goker: Some("gobench/goker/nonblocking/kubernetes/77796"),
         asplos: None,
-        fix_is_ours: true,
+        source: Source::Goker,
+        fix: Fix::Ours("TODO"),
         file: file!(),
         ..Bug::DEFAULT
     }

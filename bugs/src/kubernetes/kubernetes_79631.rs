@@ -7,7 +7,7 @@ use primitives::sync::{RwMutex, WaitGroup};
 use primitives::time::{self, Instant};
 use primitives::{defer, go_named, select, Chan, GoMap};
 
-use crate::{Bug, Loom, Variant};
+use crate::{Bug, Fix, Loom, Source, Variant};
 
 inventory::submit! {
     Bug {
@@ -25,6 +25,8 @@ inventory::submit! {
         walkthrough: include_str!("kubernetes_79631.md"),
         goker: Some("gobench/goker/nonblocking/kubernetes/79631"),
         asplos: None,
+        source: Source::Goker,
+        fix: Fix::Upstream("#79631"),
         file: file!(),
         ..Bug::DEFAULT
     }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use primitives::sync::{Mutex, WaitGroup};
 use primitives::{defer, go_named, Shared};
 
-use crate::{Bug, Variant};
+use crate::{Bug, Fix, Source, Variant};
 
 inventory::submit! {
     Bug {
@@ -19,6 +19,8 @@ inventory::submit! {
         walkthrough: include_str!("kubernetes_80284.md"),
         goker: Some("gobench/goker/nonblocking/kubernetes/80284"),
         asplos: None,
+        source: Source::Goker,
+        fix: Fix::Upstream("#80284"),
         file: file!(),
         ..Bug::DEFAULT
     }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use primitives::sync::{AtomicI32, WaitGroup};
 use primitives::{defer, go_named, select, Chan, Shared};
 
-use crate::{Bug, Variant};
+use crate::{Bug, Fix, Source, Variant};
 
 inventory::submit! {
     Bug {
@@ -18,6 +18,8 @@ inventory::submit! {
         walkthrough: include_str!("kubernetes_81091.md"),
         goker: Some("gobench/goker/nonblocking/kubernetes/81091"),
         asplos: None,
+        source: Source::Goker,
+        fix: Fix::Upstream("#81091"),
         file: file!(),
         ..Bug::DEFAULT
     }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use primitives::sync::{RwMutex, WaitGroup};
 use primitives::{defer, go_named, select, time, Chan, GoMap, Shared};
 
-use crate::{Bug, Variant};
+use crate::{Bug, Fix, Source, Variant};
 
 inventory::submit! {
     Bug {
@@ -19,6 +19,8 @@ inventory::submit! {
         walkthrough: include_str!("kubernetes_81148.md"),
         goker: Some("gobench/goker/nonblocking/kubernetes/81148"),
         asplos: None,
+        source: Source::Goker,
+        fix: Fix::Upstream("#81148"),
         file: file!(),
         ..Bug::DEFAULT
     }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use primitives::{go_named, select, time, Chan, GoMap};
 
-use crate::{Bug, Loom, Variant};
+use crate::{Bug, Fix, Loom, Source, Variant};
 
 inventory::submit! {
     Bug {
@@ -23,6 +23,8 @@ inventory::submit! {
         walkthrough: include_str!("kubernetes_82239.md"),
         goker: Some("gobench/goker/nonblocking/kubernetes/82239"),
         asplos: None,
+        source: Source::Goker,
+        fix: Fix::Upstream("#82239"),
         file: file!(),
         ..Bug::DEFAULT
     }

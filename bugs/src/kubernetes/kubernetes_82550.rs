@@ -6,7 +6,7 @@ use std::sync::Arc;
 use primitives::sync::Mutex;
 use primitives::{defer, go_named, Shared};
 
-use crate::{Bug, Loom, Variant};
+use crate::{Bug, Fix, Loom, Source, Variant};
 
 inventory::submit! {
     Bug {
@@ -20,7 +20,8 @@ inventory::submit! {
         walkthrough: include_str!("kubernetes_82550.md"),
         goker: Some("gobench/goker/nonblocking/kubernetes/82550"),
         asplos: None,
-        fix_is_ours: true,
+        source: Source::Goker,
+        fix: Fix::Ours("TODO"),
         file: file!(),
         ..Bug::DEFAULT
     }

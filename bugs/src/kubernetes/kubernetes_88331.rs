@@ -5,7 +5,7 @@ use std::sync::Arc;
 use primitives::sync::{RwMutex, WaitGroup};
 use primitives::{defer, go_named, select, Chan, Shared};
 
-use crate::{Bug, Variant};
+use crate::{Bug, Fix, Source, Variant};
 
 inventory::submit! {
     Bug {
@@ -18,6 +18,8 @@ inventory::submit! {
         walkthrough: include_str!("kubernetes_88331.md"),
         goker: Some("gobench/goker/nonblocking/kubernetes/88331"),
         asplos: None,
+        source: Source::Goker,
+        fix: Fix::Upstream("#88331"),
         file: file!(),
         ..Bug::DEFAULT
     }

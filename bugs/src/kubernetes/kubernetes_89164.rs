@@ -6,7 +6,7 @@ use std::sync::Arc;
 use primitives::sync::{RwMutex, WaitGroup};
 use primitives::{defer, go_named, Chan, Shared};
 
-use crate::{Budget, Bug, Variant};
+use crate::{Budget, Bug, Fix, Source, Variant};
 
 inventory::submit! {
     Bug {
@@ -21,6 +21,8 @@ inventory::submit! {
         walkthrough: include_str!("kubernetes_89164.md"),
         goker: Some("gobench/goker/nonblocking/kubernetes/89164"),
         asplos: None,
+        source: Source::Goker,
+        fix: Fix::Upstream("#89164"),
         file: file!(),
         ..Bug::DEFAULT
     }

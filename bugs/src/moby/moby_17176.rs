@@ -6,7 +6,7 @@ use std::sync::Arc;
 use primitives::sync::Mutex;
 use primitives::{defer, go_named, Chan, Shared};
 
-use crate::{Bug, Variant};
+use crate::{Bug, Fix, Source, Variant};
 
 inventory::submit! {
     Bug {
@@ -19,6 +19,8 @@ inventory::submit! {
         walkthrough: include_str!("moby_17176.md"),
         goker: Some("gobench/goker/blocking/moby/17176"),
         asplos: Some("blocking-bugs/docker/2f16895ee94848e2d8ad72bc01968b4c88d84cb8.txt"),
+        source: Source::Goker,
+        fix: Fix::Upstream("2f16895e"),
         file: file!(),
         ..Bug::DEFAULT
     }

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use primitives::{go_named, select, time, Chan, Shared};
 
-use crate::{Bug, Variant};
+use crate::{Bug, Fix, Source, Variant};
 
 inventory::submit! {
     Bug {
@@ -17,6 +17,8 @@ inventory::submit! {
         walkthrough: include_str!("moby_18412.md"),
         goker: Some("gobench/goker/nonblocking/moby/18412"),
         asplos: Some("non-blocking-bugs/docker/2704fd9156bfb0fb8dc16c42902bb18ea5aa94a9.txt"),
+        source: Source::Goker,
+        fix: Fix::Upstream("2704fd91"),
         file: file!(),
         ..Bug::DEFAULT
     }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use primitives::sync::Mutex;
 use primitives::{defer, go_named, rand, select, Chan};
 
-use crate::{Bug, Loom, Variant};
+use crate::{Bug, Fix, Loom, Source, Variant};
 
 inventory::submit! {
     Bug {
@@ -22,6 +22,8 @@ inventory::submit! {
             "six goroutines (main, testTransfer, the consumer, three watchers), and the consumer \
              gives up only on a rand draw of 1 while loom's rand::intn draws 0"
         ),
+        source: Source::Goker,
+        fix: Fix::Upstream("2f4aa965"),
         file: file!(),
         ..Bug::DEFAULT
     }

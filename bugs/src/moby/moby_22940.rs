@@ -5,7 +5,7 @@ use std::sync::Arc;
 use primitives::sync::{Cond, Mutex};
 use primitives::{defer, go_named, Shared};
 
-use crate::{Budget, Bug, Variant};
+use crate::{Budget, Bug, Fix, Source, Variant};
 
 inventory::submit! {
     Bug {
@@ -17,6 +17,8 @@ inventory::submit! {
         kernel: test_header_override_hack,
         walkthrough: include_str!("moby_22940.md"),
         asplos: Some("non-blocking-bugs/docker/1670914b8a56ab8e6ead38739fddb416b61e444f.txt"),
+        source: Source::Diff("1670914b"),
+        fix: Fix::Upstream("1670914b"),
         file: file!(),
         // Four writers and three locks: bound 2 is exhaustive only after ~17,000 executions.
         budget: Budget { preemption_bound: Some(1), ..Budget::DEFAULT },

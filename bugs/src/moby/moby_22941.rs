@@ -7,7 +7,7 @@ use std::time::Duration;
 use primitives::sync::Mutex;
 use primitives::{defer, go_named, time, Shared};
 
-use crate::{Bug, Variant};
+use crate::{Bug, Fix, Source, Variant};
 
 inventory::submit! {
     Bug {
@@ -19,6 +19,8 @@ inventory::submit! {
         kernel: test_moby22941,
         walkthrough: include_str!("moby_22941.md"),
         goker: Some("gobench/goker/nonblocking/moby/22941"),
+        source: Source::Goker,
+        fix: Fix::Upstream("#22941"),
         file: file!(),
         ..Bug::DEFAULT
     }

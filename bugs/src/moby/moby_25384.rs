@@ -6,7 +6,7 @@ use std::sync::Arc;
 use primitives::sync::{Mutex, WaitGroup};
 use primitives::{defer, go_named, GoMap};
 
-use crate::{Bug, Variant};
+use crate::{Bug, Fix, Source, Variant};
 
 inventory::submit! {
     Bug {
@@ -19,6 +19,8 @@ inventory::submit! {
         walkthrough: include_str!("moby_25384.md"),
         goker: Some("gobench/goker/blocking/moby/25384"),
         asplos: Some("blocking-bugs/docker/42360d164b9f25fb4b150ef066fcf57fa39559a7.txt"),
+        source: Source::Goker,
+        fix: Fix::Upstream("42360d16"),
         file: file!(),
         ..Bug::DEFAULT
     }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use primitives::sync::{Mutex, WaitGroup};
 use primitives::{defer, go_named, Chan, GoMap, Shared};
 
-use crate::{Budget, Bug, Variant};
+use crate::{Budget, Bug, Fix, Source, Variant};
 
 inventory::submit! {
     Bug {
@@ -16,8 +16,9 @@ inventory::submit! {
         expected: primitives::Verdict::Panic,
         kernel: test_moby27011,
         walkthrough: include_str!("moby_27011.md"),
+        source: Source::Description("https://github.com/moby/moby/pull/27467"),
+        fix: Fix::Upstream("#27467"),
         file: file!(),
-        reconstructed: true,
         // Bound 2 reaches the panic (after ~4,200 executions) and explores the fixed variant
         // exhaustively; bound 3 does not finish within the budget.
         budget: Budget { preemption_bound: Some(2), ..Budget::DEFAULT },

@@ -3,7 +3,7 @@
 use primitives::sync::WaitGroup;
 use primitives::{defer, go_named, Shared};
 
-use crate::{Bug, Loom, Variant};
+use crate::{Bug, Fix, Loom, Source, Variant};
 
 inventory::submit! {
     Bug {
@@ -16,6 +16,8 @@ inventory::submit! {
         walkthrough: include_str!("moby_27037.md"),
         goker: Some("gobench/goker/nonblocking/moby/27037"),
         asplos: Some("non-blocking-bugs/docker/825e3a66a419038600024be7dfc5ca24426444f0.txt"),
+        source: Source::Goker,
+        fix: Fix::Upstream("825e3a66"),
         file: file!(),
         loom: Loom::DoesNotApply("five goroutines besides main (API versions 1.17 to 1.21): loom holds four"),
         ..Bug::DEFAULT

@@ -6,7 +6,7 @@ use primitives::context;
 use primitives::sync::{AtomicI64, Cond, Mutex, Once};
 use primitives::{defer, go_named, select, Chan, GoMap, Shared};
 
-use crate::{Budget, Bug, Variant};
+use crate::{Budget, Bug, Fix, Source, Variant};
 
 inventory::submit! {
     Bug {
@@ -19,6 +19,8 @@ inventory::submit! {
         walkthrough: include_str!("moby_27782.md"),
         goker: Some("gobench/goker/blocking/moby/27782"),
         asplos: Some("blocking-bugs/docker/a69a59ffc7e3d028a72d1195c2c1535f447eaa84.txt"),
+        source: Source::Goker,
+        fix: Fix::Upstream("a69a59ff"),
         file: file!(),
         // Bound 1 is exhaustive in ~700 executions; bound 2 (also clean) needs ~52,000.
         budget: Budget { preemption_bound: Some(1), ..Budget::DEFAULT },

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use primitives::sync::{Mutex, WaitGroup};
 use primitives::{defer, go_named, Chan, GoMap, Shared};
 
-use crate::{Budget, Bug, Variant};
+use crate::{Budget, Bug, Fix, Source, Variant};
 
 inventory::submit! {
     Bug {
@@ -16,8 +16,9 @@ inventory::submit! {
         expected: primitives::Verdict::Panic,
         kernel: test_moby28161,
         walkthrough: include_str!("moby_28161.md"),
+        source: Source::Description("https://github.com/moby/moby/pull/29095"),
+        fix: Fix::Upstream("#29095"),
         file: file!(),
-        reconstructed: true,
         // Bound 2 reaches the panic (after ~13,000 executions) and explores the fixed variant
         // exhaustively (~11,000); bound 3 does not finish within the budget.
         budget: Budget { preemption_bound: Some(2), ..Budget::DEFAULT },

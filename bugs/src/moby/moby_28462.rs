@@ -7,7 +7,7 @@ use std::time::Duration;
 use primitives::sync::Mutex;
 use primitives::{defer, go_named, select, time, Chan, Shared};
 
-use crate::{Budget, Bug, Variant};
+use crate::{Budget, Bug, Fix, Source, Variant};
 
 inventory::submit! {
     Bug {
@@ -21,6 +21,8 @@ inventory::submit! {
         goker: Some("gobench/goker/blocking/moby/28462"),
         asplos: Some("blocking-bugs/docker/89b123473774248fc3a0356dd3ce5b116cc69b29.txt"),
         budget: Budget { loom: 3_000, ..Budget::DEFAULT },
+        source: Source::Goker,
+        fix: Fix::Upstream("89b12347"),
         file: file!(),
         ..Bug::DEFAULT
     }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use primitives::sync::{Cond, Mutex, RwMutex};
 use primitives::{go_named, Chan, Shared};
 
-use crate::{Bug, Variant};
+use crate::{Bug, Fix, Source, Variant};
 
 inventory::submit! {
     Bug {
@@ -19,6 +19,8 @@ inventory::submit! {
         walkthrough: include_str!("moby_29733.md"),
         goker: Some("gobench/goker/blocking/moby/29733"),
         asplos: Some("blocking-bugs/docker/2938dce794be7559ba73b4e9630015020a7fa937.txt"),
+        source: Source::Goker,
+        fix: Fix::Upstream("2938dce7"),
         file: file!(),
         ..Bug::DEFAULT
     }

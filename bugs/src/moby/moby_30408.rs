@@ -5,7 +5,7 @@ use std::sync::Arc;
 use primitives::sync::{Cond, Mutex};
 use primitives::{go_named, Chan, Shared};
 
-use crate::{Bug, Variant};
+use crate::{Bug, Fix, Source, Variant};
 
 inventory::submit! {
     Bug {
@@ -18,6 +18,8 @@ inventory::submit! {
         walkthrough: include_str!("moby_30408.md"),
         goker: Some("gobench/goker/blocking/moby/30408"),
         asplos: Some("blocking-bugs/docker/f2d384fca6fa08da13fdc01c7991e8e35b081198.txt"),
+        source: Source::Goker,
+        fix: Fix::Upstream("f2d384fc"),
         file: file!(),
         ..Bug::DEFAULT
     }

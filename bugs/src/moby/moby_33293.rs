@@ -2,7 +2,7 @@
 
 use primitives::{go_named, rand, Chan};
 
-use crate::{Bug, Loom, Variant};
+use crate::{Bug, Fix, Loom, Source, Variant};
 
 inventory::submit! {
     Bug {
@@ -18,6 +18,8 @@ inventory::submit! {
         loom: Loom::DoesNotApply(
             "the request fails only on a rand draw of 1, and loom's rand::intn always draws 0"
         ),
+        source: Source::Goker,
+        fix: Fix::Upstream("4d2d2ea3"),
         file: file!(),
         ..Bug::DEFAULT
     }

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use primitives::{context, go_named, select, time, Chan};
 
-use crate::{Bug, Loom, Variant};
+use crate::{Bug, Fix, Loom, Source, Variant};
 
 inventory::submit! {
     Bug {
@@ -21,6 +21,8 @@ inventory::submit! {
             "the monitor starts a probe goroutine per interval: with main, the stopper and the \
              timer goroutine, a second probe goes past loom's five threads"
         ),
+        source: Source::Goker,
+        fix: Fix::Upstream("da28210a"),
         file: file!(),
         ..Bug::DEFAULT
     }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use primitives::sync::RwMutex;
 use primitives::{defer, go_named};
 
-use crate::{Bug, Variant};
+use crate::{Bug, Fix, Source, Variant};
 
 inventory::submit! {
     Bug {
@@ -16,6 +16,8 @@ inventory::submit! {
         expected: primitives::Verdict::Leak,
         kernel: test_moby34881,
         walkthrough: include_str!("moby_34881.md"),
+        source: Source::Description("https://github.com/moby/moby/pull/40594"),
+        fix: Fix::Upstream("#40594"),
         file: file!(),
         ..Bug::DEFAULT
     }

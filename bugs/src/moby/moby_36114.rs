@@ -5,7 +5,7 @@ use std::ops::Deref;
 use primitives::sync::Mutex;
 use primitives::{defer, go_named};
 
-use crate::{Bug, Variant};
+use crate::{Bug, Fix, Source, Variant};
 
 inventory::submit! {
     Bug {
@@ -18,6 +18,8 @@ inventory::submit! {
         walkthrough: include_str!("moby_36114.md"),
         goker: Some("gobench/goker/blocking/moby/36114"),
         asplos: Some("blocking-bugs/docker/a44fcd3d27c06aaa60d8d1cbce169f0d982e74b1.txt"),
+        source: Source::Goker,
+        fix: Fix::Upstream("a44fcd3d"),
         file: file!(),
         ..Bug::DEFAULT
     }

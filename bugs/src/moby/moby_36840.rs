@@ -7,7 +7,7 @@ use std::time::Duration;
 use primitives::sync::RwMutex;
 use primitives::{defer, go_named, GoMap, Shared};
 
-use crate::{Bug, Variant};
+use crate::{Bug, Fix, Source, Variant};
 
 inventory::submit! {
     Bug {
@@ -18,6 +18,8 @@ inventory::submit! {
         expected: primitives::Verdict::Race,
         kernel: test_moby36840,
         walkthrough: include_str!("moby_36840.md"),
+        source: Source::Description("https://github.com/moby/moby/pull/36840"),
+        fix: Fix::Upstream("#36840"),
         file: file!(),
         ..Bug::DEFAULT
     }

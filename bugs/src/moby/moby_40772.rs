@@ -6,7 +6,7 @@ use primitives::context::{self, CancelFunc, Context};
 use primitives::sync::Mutex;
 use primitives::{defer, go_named, GoMap, Shared};
 
-use crate::{Bug, Variant};
+use crate::{Bug, Fix, Source, Variant};
 
 inventory::submit! {
     Bug {
@@ -17,6 +17,8 @@ inventory::submit! {
         expected: primitives::Verdict::Race,
         kernel: test_moby40772,
         walkthrough: include_str!("moby_40772.md"),
+        source: Source::Description("https://github.com/moby/moby/pull/40772"),
+        fix: Fix::Upstream("#40772"),
         file: file!(),
         ..Bug::DEFAULT
     }

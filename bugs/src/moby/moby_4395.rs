@@ -2,7 +2,7 @@
 
 use primitives::{go_named, Chan};
 
-use crate::{Bug, Variant};
+use crate::{Bug, Fix, Source, Variant};
 
 inventory::submit! {
     Bug {
@@ -15,6 +15,8 @@ inventory::submit! {
         walkthrough: include_str!("moby_4395.md"),
         goker: Some("gobench/goker/blocking/moby/4395"),
         asplos: Some("blocking-bugs/docker/d3a6ee1e55a53ee54b91ffb6c53ba674768cf9de.txt"),
+        source: Source::Goker,
+        fix: Fix::Upstream("d3a6ee1e"),
         file: file!(),
         ..Bug::DEFAULT
     }

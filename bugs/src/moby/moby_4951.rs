@@ -7,7 +7,7 @@ use std::time::Duration;
 use primitives::sync::Mutex;
 use primitives::{defer, go_named, time, GoMap};
 
-use crate::{Bug, Variant};
+use crate::{Bug, Fix, Source, Variant};
 
 inventory::submit! {
     Bug {
@@ -20,6 +20,8 @@ inventory::submit! {
         walkthrough: include_str!("moby_4951.md"),
         goker: Some("gobench/goker/blocking/moby/4951"),
         asplos: Some("blocking-bugs/docker/2ffef1b7eb618162673c6ffabccb9ca57c7dfce3.txt"),
+        source: Source::Goker,
+        fix: Fix::Upstream("2ffef1b7"),
         file: file!(),
         ..Bug::DEFAULT
     }

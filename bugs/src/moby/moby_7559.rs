@@ -3,7 +3,7 @@
 use primitives::sync::Mutex;
 use primitives::{go_named, GoMap};
 
-use crate::{Bug, Variant};
+use crate::{Bug, Fix, Source, Variant};
 
 inventory::submit! {
     Bug {
@@ -16,6 +16,8 @@ inventory::submit! {
         walkthrough: include_str!("moby_7559.md"),
         goker: Some("gobench/goker/blocking/moby/7559"),
         asplos: Some("blocking-bugs/docker/6cbb8e070d6c3a66bf48fbe5cbf689557eee23db.txt"),
+        source: Source::Goker,
+        fix: Fix::Upstream("6cbb8e07"),
         file: file!(),
         ..Bug::DEFAULT
     }

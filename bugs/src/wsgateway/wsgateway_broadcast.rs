@@ -5,7 +5,7 @@ use std::sync::Arc;
 use primitives::sync::{RwMutex, WaitGroup};
 use primitives::{defer, go_named, select, Chan, GoMap};
 
-use crate::{Budget, Bug, Variant};
+use crate::{Budget, Bug, Fix, Source, Variant};
 
 inventory::submit! {
     Bug {
@@ -16,7 +16,8 @@ inventory::submit! {
         expected: primitives::Verdict::Deadlock,
         kernel: test_wsgateway_broadcast,
         walkthrough: include_str!("wsgateway_broadcast.md"),
-        reconstructed: true,
+        source: Source::Description(""),
+        fix: Fix::Upstream("TODO"),
         file: file!(),
         budget: Budget { preemption_bound: Some(2), ..Budget::DEFAULT },
         ..Bug::DEFAULT
