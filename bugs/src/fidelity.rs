@@ -60,7 +60,9 @@ impl<'a> Mapping<'a> {
             }
         }
         if at.windows(2).any(|w| w[0] > w[1]) {
-            return Err(format!("the parts of `{HEADING}` are not in the order {PARTS:?}"));
+            return Err(format!(
+                "the parts of `{HEADING}` are not in the order {PARTS:?}"
+            ));
         }
         let mut parts = [""; 4];
         for (k, part) in PARTS.iter().enumerate() {

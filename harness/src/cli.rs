@@ -319,6 +319,7 @@ fn write_reports(dir: &std::path::Path, results: &Results) -> Result<(), Failure
             ("results.json", results.to_json()),
             ("SUMMARY.md", summary::render(results)),
             ("index.html", html::render(results, bench.as_ref())),
+            ("FIDELITY.md", crate::fidelity::render(&bugs::all())),
         ],
     )
     .map_err(|message| Failure { code: 1, message })

@@ -64,6 +64,24 @@ pub fn render(results: &Results, bench: Option<&Bench>) -> String {
         );
     }
     let _ = writeln!(out, "</tbody>\n</table>");
+    let excluded = bugs::excluded();
+    if !excluded.is_empty() {
+        let _ = writeln!(
+            out,
+            "<h2 id=\"left-out\">Left out ({})</h2>\n<p>Documented bugs that are not ported: their upstream change could not be found, or it is not a concurrency bug (<code>bugs/excluded.tsv</code>).</p>\n<table>\n<thead><tr><th>bug</th><th>reason</th><th>evidence</th></tr></thead>\n<tbody>",
+            excluded.len()
+        );
+        for ex in excluded {
+            let _ = writeln!(
+                out,
+                "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+                esc(ex.id),
+                esc(ex.reason),
+                esc(ex.evidence)
+            );
+        }
+        let _ = writeln!(out, "</tbody>\n</table>");
+    }
     if let Some(bench) = bench {
         let _ = writeln!(
             out,

@@ -2,7 +2,9 @@
 //! bug's expectations, replays and explains failures, and writes `reports/`.
 
 pub mod bench;
+pub mod cause;
 pub mod cli;
+pub mod fidelity;
 pub mod html;
 pub mod matrix;
 pub mod output;

@@ -76,6 +76,10 @@ pub struct FirstFailure {
     /// Early trace events the execution did not keep.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub trace_dropped: u64,
+    /// Events of goroutines the failure does not involve, left out of `trace` (see
+    /// `cause.rs`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub trace_hidden: u64,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -99,24 +103,35 @@ pub struct TraceEntry {
     pub blocking: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// This entry closes a loop's round that came back more times (folded away).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repeat: Option<Repeat>,
 }
 
-/// Trace events a results file keeps per failure: the end of the trace, which explains it
-/// (the swimlanes show at most 60 rows; `harness replay` gives the whole trace).
-pub const TRACE_KEPT: usize = 200;
+/// A folded loop: the `round` entries ending at the one that carries it came back `times`
+/// more times, the last one ending at step `until`.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Repeat {
+    pub round: usize,
+    pub times: u64,
+    pub until: u64,
+}
 
 impl FirstFailure {
+    /// The failure as reports keep it: every event of the goroutines it involves, loops
+    /// folded (`cause.rs`).
     pub fn from_report(schedule: u64, replay: Option<String>, r: &ExecutionReport) -> Self {
-        let cut = r.trace.len().saturating_sub(TRACE_KEPT);
+        let cause = crate::cause::of(r);
         FirstFailure {
             schedule,
             verdict: r.verdict.as_str().to_string(),
             replay,
             message: r.message.clone(),
             dump: r.dump.clone(),
-            trace: r.trace[cut..]
+            trace: cause
+                .events
                 .iter()
-                .map(|e| TraceEntry {
+                .map(|(e, fold)| TraceEntry {
                     step: e.step,
                     g: e.g,
                     op: e.op.to_string(),
@@ -125,6 +140,11 @@ impl FirstFailure {
                     blocked: e.blocked,
                     blocking: e.blocking_kind,
                     detail: e.detail.clone(),
+                    repeat: fold.map(|f| Repeat {
+                        round: f.round,
+                        times: f.times,
+                        until: f.until,
+                    }),
                 })
                 .collect(),
             goroutines: r.goroutines.iter().map(|g| g.name.clone()).collect(),
@@ -133,7 +153,8 @@ impl FirstFailure {
                 .as_ref()
                 .map(|race| vec![race.previous.step, race.current.step])
                 .unwrap_or_default(),
-            trace_dropped: r.trace_dropped + cut as u64,
+            trace_dropped: r.trace_dropped,
+            trace_hidden: cause.hidden,
         }
     }
 }

@@ -246,6 +246,7 @@ pub fn render(results: &Results) -> String {
             );
         }
     }
+    out.push_str(&crate::fidelity::left_out());
     let skipped: Vec<&Run> = results
         .runs
         .iter()

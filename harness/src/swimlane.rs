@@ -6,10 +6,7 @@
 
 use std::fmt::Write as _;
 
-use crate::results::{FirstFailure, TraceEntry};
-
-/// Rows shown at most; a longer trace shows its end (the end explains the failure).
-pub const MAX_ROWS: usize = 60;
+use crate::results::{FirstFailure, Repeat, TraceEntry};
 
 /// A lane's last state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -24,14 +21,18 @@ enum End {
     Running,
 }
 
+/// One row of the picture: an operation, or the note that a loop's round above came back.
+enum Row<'a> {
+    Op(&'a TraceEntry),
+    Repeat(Repeat),
+}
+
 struct Lanes<'a> {
     failure: &'a FirstFailure,
     /// Goroutine ids that appear in the trace, in id order.
     ids: Vec<usize>,
-    /// The rows shown (the last `MAX_ROWS` events).
-    rows: &'a [TraceEntry],
-    /// Events before the rows shown (dropped by the runtime or cut here).
-    hidden: u64,
+    /// Every entry the report kept (`cause.rs`), and a row after each folded loop.
+    rows: Vec<Row<'a>>,
 }
 
 impl<'a> Lanes<'a> {
@@ -39,12 +40,26 @@ impl<'a> Lanes<'a> {
         let mut ids: Vec<usize> = failure.trace.iter().map(|e| e.g).collect();
         ids.sort_unstable();
         ids.dedup();
-        let cut = failure.trace.len().saturating_sub(MAX_ROWS);
-        Lanes {
-            failure,
-            ids,
-            rows: &failure.trace[cut..],
-            hidden: failure.trace_dropped + cut as u64,
+        let mut rows = Vec::with_capacity(failure.trace.len());
+        for e in &failure.trace {
+            rows.push(Row::Op(e));
+            if let Some(r) = e.repeat {
+                rows.push(Row::Repeat(r));
+            }
+        }
+        Lanes { failure, ids, rows }
+    }
+
+    /// What the picture leaves out, in a line (empty if nothing).
+    fn left_out(&self) -> String {
+        let f = self.failure;
+        match (f.trace_hidden, f.trace_dropped) {
+            (0, 0) => String::new(),
+            (h, 0) => format!("… {h} operations of goroutines not involved in the failure are hidden"),
+            (0, d) => format!("… {d} earlier operations were not recorded"),
+            (h, d) => format!(
+                "… {h} operations of goroutines not involved in the failure are hidden; {d} earlier ones were not recorded"
+            ),
         }
     }
 
@@ -121,12 +136,31 @@ fn clip(s: &str, width: usize) -> String {
     }
 }
 
+/// What a folded loop's row says.
+fn repeat_note(r: &Repeat) -> String {
+    let ops = if r.round == 1 {
+        "the operation above".to_string()
+    } else {
+        format!("the {} operations above", r.round)
+    };
+    let times = if r.times == 1 {
+        "once more".to_string()
+    } else {
+        format!("{} more times", r.times)
+    };
+    format!("↻ {ops}, {times}, to step {}", r.until)
+}
+
 /// The text picture: a table of steps × goroutines, then how each goroutine ended.
 pub fn text(failure: &FirstFailure) -> String {
     const LANE: usize = 30;
     let lanes = Lanes::new(failure);
     let mut cells: Vec<Vec<String>> = Vec::new();
-    for e in lanes.rows {
+    for row in &lanes.rows {
+        let Row::Op(e) = row else {
+            cells.push(Vec::new());
+            continue;
+        };
         let mut row = vec![String::new(); lanes.ids.len()];
         let mut c = cell(e);
         if e.blocked {
@@ -153,7 +187,8 @@ pub fn text(failure: &FirstFailure) -> String {
         .map(|i| {
             let widest = cells
                 .iter()
-                .map(|r| r[i].chars().count())
+                .filter_map(|r| r.get(i))
+                .map(|c| c.chars().count())
                 .chain([headers[i].chars().count(), ends[i].chars().count()])
                 .max()
                 .unwrap_or(0);
@@ -179,11 +214,17 @@ pub fn text(failure: &FirstFailure) -> String {
         let _ = write!(out, "─{r}─┼");
     }
     out.push_str("──────\n");
-    if lanes.hidden > 0 {
-        let _ = writeln!(out, "  … {} earlier operations not shown", lanes.hidden);
+    let left_out = lanes.left_out();
+    if !left_out.is_empty() {
+        let _ = writeln!(out, "  {left_out}");
     }
-    for (e, row) in lanes.rows.iter().zip(&cells) {
-        line(&mut out, &e.step.to_string(), row, &short_site(&e.at));
+    for (r, row) in lanes.rows.iter().zip(&cells) {
+        match r {
+            Row::Op(e) => line(&mut out, &e.step.to_string(), row, &short_site(&e.at)),
+            Row::Repeat(rep) => {
+                let _ = writeln!(out, "      │ {}", repeat_note(rep));
+            }
+        }
     }
     line(&mut out, "end", &ends, "");
     out
@@ -205,7 +246,8 @@ pub fn svg(failure: &FirstFailure) -> String {
     let lanes = Lanes::new(failure);
     let n = lanes.ids.len().max(1);
     let rows = lanes.rows.len();
-    let extra = usize::from(lanes.hidden > 0);
+    let left_out = lanes.left_out();
+    let extra = usize::from(!left_out.is_empty());
     let width = LEFT + n * LANE_W + 10;
     let height = TOP + (rows + extra + 2) * ROW_H;
     let mut s = String::new();
@@ -230,23 +272,24 @@ pub fn svg(failure: &FirstFailure) -> String {
             esc(&clip(&lanes.name(g), 28))
         );
     }
-    if lanes.hidden > 0 {
+    if extra > 0 {
         let _ = writeln!(
             s,
-            r##"<text x="6" y="{}" fill="#57606a">… {} earlier operations not shown</text>"##,
+            r##"<text x="6" y="{}" fill="#57606a">{}</text>"##,
             TOP + 15,
-            lanes.hidden
+            esc(&left_out)
         );
     }
     // Bars for parked goroutines: from the operation that parked to the one that resumed.
-    for (r, e) in lanes.rows.iter().enumerate() {
+    for (r, row) in lanes.rows.iter().enumerate() {
+        let Row::Op(e) = row else { continue };
         if !e.blocked {
             continue;
         }
         let lane = lanes.lane(e.g);
         let resumed = lanes.rows[r + 1..]
             .iter()
-            .position(|x| x.g == e.g)
+            .position(|x| matches!(x, Row::Op(x) if x.g == e.g))
             .map(|p| r + 1 + p);
         let (y2, forever) = match resumed {
             Some(r2) => (row_y(r2), false),
@@ -269,8 +312,21 @@ pub fn svg(failure: &FirstFailure) -> String {
             );
         }
     }
-    for (r, e) in lanes.rows.iter().enumerate() {
+    for (r, row) in lanes.rows.iter().enumerate() {
         let y = row_y(r);
+        let e = match row {
+            Row::Op(e) => e,
+            Row::Repeat(rep) => {
+                let _ = writeln!(
+                    s,
+                    r##"<text x="{}" y="{}" fill="#57606a">{}</text>"##,
+                    LEFT + 6,
+                    y + 15,
+                    esc(&repeat_note(rep))
+                );
+                continue;
+            }
+        };
         let x = lane_x(lanes.lane(e.g)) + 10;
         let (fill, stroke) = if lanes.marked(e) {
             ("#fff8c5", "#bf8700")
@@ -319,6 +375,7 @@ mod tests {
             blocked,
             blocking: true,
             detail: None,
+            repeat: None,
         }
     }
 
@@ -337,6 +394,7 @@ mod tests {
             goroutines: vec!["main".into(), "worker".into()],
             marks: vec![],
             trace_dropped: 0,
+            trace_hidden: 0,
         }
     }
 
@@ -355,6 +413,24 @@ mod tests {
             !t.lines().any(|l| l.ends_with(' ')),
             "no trailing spaces: {t}"
         );
+    }
+
+    #[test]
+    fn a_folded_loop_gets_a_row_that_says_how_often_it_came_back() {
+        let mut f = failure();
+        f.trace[0].repeat = Some(Repeat {
+            round: 1,
+            times: 40,
+            until: 41,
+        });
+        f.trace_hidden = 7;
+        let t = text(&f);
+        assert!(
+            t.contains("↻ the operation above, 40 more times, to step 41"),
+            "{t}"
+        );
+        assert!(t.contains("7 operations of goroutines not involved"), "{t}");
+        assert!(svg(&f).contains("40 more times"));
     }
 
     #[test]
