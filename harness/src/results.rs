@@ -53,6 +53,11 @@ pub struct Run {
     pub note: Option<String>,
     #[serde(default)]
     pub category: String,
+    /// Executions in which loom took a choice Go leaves to chance (a ready `select` case, a
+    /// parked select's case on a shared channel, `rand`) by its fixed rule instead of exploring
+    /// it: loom's answer for this row rests on that rule.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub unexplored_choices: u64,
 }
 
 /// The first failing execution of a run.
@@ -187,6 +192,7 @@ impl Run {
             holds: run::holds(bug, variant, found.engine, outcome),
             note,
             category: bug.category.to_string(),
+            unexplored_choices: found.unexplored_choices,
         }
     }
 
@@ -211,6 +217,7 @@ impl Run {
             holds: true,
             note: Some(why.to_string()),
             category: bug.category.to_string(),
+            unexplored_choices: 0,
         }
     }
 

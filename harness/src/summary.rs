@@ -246,6 +246,28 @@ pub fn render(results: &Results) -> String {
             );
         }
     }
+    let by_rule: Vec<&Run> = results
+        .runs
+        .iter()
+        .filter(|r| r.unexplored_choices > 0)
+        .collect();
+    if !by_rule.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n## Choices loom did not explore\n\nloom cannot branch on a value, so it takes the \
+             choices Go leaves to chance (which ready `select` case runs, which of a parked \
+             select's cases on one channel a partner completes, what `rand` draws) by a fixed \
+             rule (rotation; `rand` draws 0). Its answer for these rows rests on that rule; \
+             shuttle's schedulers explore those choices.\n"
+        );
+        for r in by_rule {
+            let _ = writeln!(
+                out,
+                "- {} {}: {} of {} executions",
+                r.bug, r.variant, r.unexplored_choices, r.schedules
+            );
+        }
+    }
     out.push_str(&crate::fidelity::left_out());
     let skipped: Vec<&Run> = results
         .runs

@@ -2,11 +2,11 @@
 //!
 //! A draw is a choice the engine makes, like the choice among ready `select` cases: shuttle's
 //! scheduler draws it (it is part of the schedule, so replays draw the same), `std` draws from
-//! the runtime's seeded generator, and loom, which cannot branch on a value, always draws 0.
+//! the runtime's seeded generator, and loom, which cannot branch on a value, always draws 0
+//! (and reports count the draw as a choice loom did not explore).
 
 use std::panic::Location;
 
-use crate::engine::{self, EngineKind};
 use crate::rt::current_exec;
 use crate::rt::trace::Op;
 
@@ -22,11 +22,7 @@ pub fn intn(n: usize) -> usize {
     if n == 0 {
         cx.go_panic("invalid argument to Intn");
     }
-    let drawn = match exec.kind {
-        _ if n == 1 => 0,
-        EngineKind::Std => cx.books().random(n),
-        kind => engine::scheduler_choice(kind, n).unwrap_or(0),
-    };
+    let drawn = cx.choose(n, |_| 0);
     let mut b = cx.books();
     cx.event(&mut b, Op::Rand, None, drawn as i64);
     drawn

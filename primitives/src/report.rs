@@ -143,4 +143,7 @@ pub struct ExecutionReport {
     pub race: Option<RaceReport>,
     /// Set when the engine could not hold the kernel (loom's thread limit); no verdict then.
     pub engine_error: Option<String>,
+    /// Choices Go leaves to chance (ready `select` cases, same-channel cases of a parked
+    /// `select`, `rand`) that loom took by a fixed rule rather than exploring; 0 elsewhere.
+    pub unexplored_choices: u64,
 }

@@ -3,17 +3,20 @@
 //! Semantics, as in Go: the channel and value expressions of every case are evaluated once, in
 //! source order, on entry. If one or more cases can proceed, one of them is chosen **uniformly
 //! at random**; if none can and there is a `default`, it runs; otherwise the goroutine parks on
-//! every channel at once and the first case to complete wins. A nil channel's case never
-//! proceeds. A send case on a closed channel can proceed, and panics if chosen.
+//! every channel at once and the first case to complete wins, and when several of its cases
+//! wait on one channel, which of them a partner completes is chosen at random too (Go shuffles
+//! them in its lock order). A nil channel's case never proceeds. A send case on a closed
+//! channel can proceed, and panics if chosen.
 //!
-//! Who picks among ready cases: on shuttle, the scheduler (the choice is part of the schedule,
-//! so replays make it again); on `std`, the runtime's seeded generator. loom has no way to
-//! branch on a value (loom#84), so **under loom a goroutine's selects take their ready cases in
-//! rotation** (its n-th select with k ready cases, counting from 0, takes the (n mod k)-th): deterministic, as
-//! loom needs, and fair, so a case that is always ready (a closed channel, a due timer) cannot
-//! shut out the others; interleavings still decide which cases are ready. Which case a single
-//! select takes is therefore not explored under loom: kernels whose failure needs a particular
-//! choice say that loom does not apply.
+//! Who makes those choices (`Ctx::choose`): on shuttle, the scheduler (the choice is part of the
+//! schedule, so replays make it again); on `std`, the runtime's seeded generator. loom has no
+//! way to branch on a value (loom#84), so **under loom a goroutine's choices go in rotation**
+//! (its n-th choice among k alternatives, counting from 0, takes the (n mod k)-th):
+//! deterministic, as loom needs, and fair, so a case that is always ready (a closed channel, a
+//! due timer) cannot shut out the others; interleavings still decide which cases are ready.
+//! Which case a single select takes is therefore not explored under loom; each execution
+//! counts the choices loom took by rotation (`ExecutionReport::unexplored_choices`), and the
+//! reports name the bugs whose loom answer rests on them.
 
 // The sealed `CaseImpl` trait's methods take runtime types: nameable only inside the crate,
 // which is the point of sealing it.
@@ -23,7 +26,6 @@ use std::panic::Location;
 use std::sync::Arc;
 
 use crate::chan::{Chan, ChanInner, Received};
-use crate::engine::{self, EngineKind};
 use crate::rt::trace::Op;
 use crate::rt::{current_exec, Books, Ctx, Execution, Fired, ObjMeta, WaitReason, Waiter};
 
@@ -251,22 +253,7 @@ pub fn select(cases: &mut [&mut dyn Case], has_default: bool) -> usize {
             .collect()
     };
     if !ready.is_empty() {
-        let pick = if ready.len() == 1 {
-            0
-        } else {
-            match exec.kind {
-                EngineKind::Std => cx.books().random(ready.len()),
-                EngineKind::Loom => {
-                    let mut b = cx.books();
-                    let g = &mut b.goroutines[cx.gid];
-                    let turn = g.selects;
-                    g.selects += 1;
-                    (turn % ready.len() as u64) as usize
-                }
-                kind => engine::scheduler_choice(kind, ready.len()).unwrap_or(0),
-            }
-        };
-        let i = ready[pick];
+        let i = ready[cx.choose(ready.len(), |b| rotation(b, cx.gid))];
         cases[i].complete(&mut cx);
         let mut b = cx.books();
         let (op, arg) = cases[i].done_op();
@@ -290,13 +277,12 @@ pub fn select(cases: &mut [&mut dyn Case], has_default: bool) -> usize {
         cx.park(reason, None, Op::Select);
         unreachable!("nothing wakes a select without channels, except the end of the execution");
     }
+    let order = queue_order(&cx, cases);
     let base = {
         let mut b = cx.books();
         let base = cx.waiter(&mut b, 0);
-        for (i, c) in cases.iter_mut().enumerate() {
-            if c.exec().is_some() {
-                c.enqueue(&cx, &mut b, Waiter { case: i, ..base });
-            }
+        for i in order {
+            cases[i].enqueue(&cx, &mut b, Waiter { case: i, ..base });
         }
         base
     };
@@ -311,6 +297,43 @@ pub fn select(cases: &mut [&mut dyn Case], has_default: bool) -> usize {
     let (op, arg) = cases[fired.case].done_op();
     cx.event(&mut b, op, cases[fired.case].meta(), arg);
     fired.case
+}
+
+/// loom's rule for a choice among a goroutine's select cases: its n-th such choice, counting
+/// from 0, takes the n-th alternative (modulo their number).
+fn rotation(b: &mut Books, gid: usize) -> usize {
+    let g = &mut b.goroutines[gid];
+    let turn = g.selects;
+    g.selects += 1;
+    turn as usize
+}
+
+/// The order a parked select queues its cases in (nil channels left out).
+///
+/// Go queues them in its lock order: sorted by channel, and shuffled among the cases on one
+/// channel ("to permute cases on the same channel", `runtime/select.go`), so which of two
+/// cases on one channel a partner completes is left to chance. Here that is a choice of the
+/// engine's, like the choice among ready cases. Cases on different channels wait in different
+/// queues, so their relative order changes nothing and stays the source order.
+fn queue_order(cx: &Ctx<'_>, cases: &[&mut dyn Case]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..cases.len())
+        .filter(|&i| cases[i].exec().is_some())
+        .collect();
+    let same = |a: usize, b: usize| {
+        let (ma, mb) = (cases[a].meta(), cases[b].meta());
+        ma.map(|m| m.id) == mb.map(|m| m.id) && cases[a].done_op().0 == cases[b].done_op().0
+    };
+    for k in 0..order.len() {
+        // The cases from k on that share k's channel and direction: draw which goes first.
+        let group: Vec<usize> = (k..order.len())
+            .filter(|&j| same(order[k], order[j]))
+            .collect();
+        if group.len() > 1 {
+            let pick = group[cx.choose(group.len(), |b| rotation(b, cx.gid))];
+            order[k..=pick].rotate_right(1);
+        }
+    }
+    order
 }
 
 /// Go's `select` statement.

@@ -177,6 +177,9 @@ pub struct Exploration {
     pub seconds: f64,
     /// The engine could not run the kernel at all (the executions say nothing then).
     pub error: Option<String>,
+    /// Executions in which loom took a choice Go leaves to chance by its fixed rule instead of
+    /// exploring it (`ExecutionReport::unexplored_choices`); 0 on the other engines.
+    pub unexplored_choices: u64,
 }
 
 impl Exploration {
@@ -190,6 +193,7 @@ impl Exploration {
             limit: None,
             seconds: 0.0,
             error: None,
+            unexplored_choices: 0,
         }
     }
 
@@ -201,6 +205,9 @@ impl Exploration {
         stop_at_failure: bool,
     ) -> bool {
         self.schedules += 1;
+        if report.unexplored_choices > 0 {
+            self.unexplored_choices += 1;
+        }
         if let Some(e) = &report.engine_error {
             self.error = Some(e.clone());
             return true;

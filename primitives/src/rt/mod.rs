@@ -136,6 +136,9 @@ pub(crate) struct Books {
     pub(crate) bounded_steps: u64,
     /// At the last check, a runnable goroutine had waited long for its turn.
     pub(crate) starving: bool,
+    /// Choices Go leaves to chance that loom took by rule instead of branching (see
+    /// `Ctx::choose`).
+    pub(crate) unexplored_choices: u64,
 }
 
 /// An action the runtime takes only after releasing the lock. Under shuttle, waking a thread
@@ -236,6 +239,7 @@ impl Execution {
             unstarted: 0,
             bounded_steps: 0,
             starving: false,
+            unexplored_choices: 0,
         };
         Execution {
             me: std::sync::Weak::new(),
@@ -945,6 +949,28 @@ pub(crate) fn spawn_goroutine(
 }
 
 impl Ctx<'_> {
+    /// A choice among `n` alternatives that Go leaves to chance: which ready `select` case
+    /// runs, which of a parked `select`'s cases on one channel a partner completes, what
+    /// `rand.Intn` draws. shuttle's scheduler makes it (it is part of the schedule, so a replay
+    /// makes it again); `std` draws it from the execution's seeded generator. loom cannot branch
+    /// on a value (loom#84): there `loom_rule` decides, deterministically, and the books count
+    /// the choice as one loom's search did not explore, so reports can say which bugs loom's
+    /// answer depends on such a rule for.
+    pub(crate) fn choose(&self, n: usize, loom_rule: impl FnOnce(&mut Books) -> usize) -> usize {
+        if n <= 1 {
+            return 0;
+        }
+        match self.exec.kind {
+            EngineKind::Std => self.books().random(n),
+            EngineKind::Loom => {
+                let mut b = self.books();
+                b.unexplored_choices += 1;
+                loom_rule(&mut b) % n
+            }
+            kind => engine::scheduler_choice(kind, n).expect("shuttle's scheduler chooses"),
+        }
+    }
+
     /// Adds a goroutine of the kernel to the table, runnable, started by this goroutine (or by
     /// the runtime, for `time.AfterFunc`) whose clock at the `go` statement was `parent_clock`.
     /// `None` (and the execution fails) when the engine cannot hold another thread.
@@ -1190,6 +1216,7 @@ impl Books {
             virtual_time: self.now,
             race,
             engine_error: self.engine_error.take(),
+            unexplored_choices: self.unexplored_choices,
         }
     }
 }

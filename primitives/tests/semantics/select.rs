@@ -3,9 +3,10 @@
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use primitives::explore::{explore, Engine};
-use primitives::{go, select, Chan, Verdict};
+use primitives::{go, select, time, Chan, TimerMode, Verdict};
 use rstest::rstest;
 
 use crate::harness::{expect, expect_clean, settings};
@@ -97,6 +98,90 @@ fn a_parked_select_is_completed_by_whichever_channel_is_used(
             recv(b) -> v => assert_eq!(v, Some(5)),
         }
     });
+}
+
+/// Runs the whole budget of a kernel whose select parks with two cases on one channel (two
+/// receives, or two sends) before its partner comes; returns the cases completed.
+fn same_channel_cases_taken(engine: Engine, sends: bool) -> BTreeSet<&'static str> {
+    let taken = Arc::new(Mutex::new(BTreeSet::new()));
+    let sink = taken.clone();
+    let mut s = settings(engine);
+    s.stop_at_first_failure = false;
+    s.budget = s.budget.min(200);
+    // Lazy timers: the partner's sleep ends only once every goroutine is blocked, that is once
+    // the select has parked with both cases queued.
+    s.timers = Some(TimerMode::Lazy);
+    let found = explore(
+        &s,
+        Arc::new(move || {
+            let ch = Chan::new(0);
+            let partner = ch.clone();
+            go(move || {
+                time::sleep(Duration::from_secs(1));
+                if sends {
+                    partner.recv();
+                } else {
+                    partner.send(1);
+                }
+            });
+            let case = if sends {
+                select! {
+                    send(ch, 1) => "first",
+                    send(ch, 2) => "second",
+                }
+            } else {
+                select! {
+                    recv(ch) -> _ => "first",
+                    recv(ch) -> _ => "second",
+                }
+            };
+            sink.lock().unwrap().insert(case);
+        }),
+    );
+    assert_eq!(found.first_failure.map(|f| f.report.message), None);
+    let seen = taken.lock().unwrap().clone();
+    seen
+}
+
+#[rstest]
+fn a_partner_completes_either_of_a_parked_selects_cases_on_one_channel(
+    #[values(Engine::Loom, Engine::ShuttlePct, Engine::ShuttleRandom, Engine::Std)] engine: Engine,
+    #[values(false, true)] sends: bool,
+) {
+    // Go shuffles same-channel cases in its lock order (runtime/select.go), and
+    // TestPseudoRandomSend checks that both get taken. loom cannot branch on the choice: its
+    // rule (rotation over the goroutine's choices) gives this select, main's first choice, the
+    // first case in every schedule, and the run counts that choice as unexplored.
+    let expected = if engine == Engine::Loom {
+        BTreeSet::from(["first"])
+    } else {
+        BTreeSet::from(["first", "second"])
+    };
+    assert_eq!(same_channel_cases_taken(engine, sends), expected);
+}
+
+#[test]
+fn loom_counts_the_choices_it_takes_by_rule() {
+    let found = crate::harness::search(Engine::Loom, || {
+        let (a, b) = (Chan::new(1), Chan::new(1));
+        a.send(1);
+        b.send(2);
+        select! {
+            recv(a) -> _ => {},
+            recv(b) -> _ => {},
+        }
+    });
+    assert_eq!(found.unexplored_choices, found.schedules);
+    let found = crate::harness::search(Engine::ShuttleRandom, || {
+        let (a, b) = (Chan::new(1), Chan::new(1));
+        a.send(1);
+        b.send(2);
+        select! {
+            recv(a) -> _ => {},
+            recv(b) -> _ => {},
+        }
+    });
+    assert_eq!(found.unexplored_choices, 0);
 }
 
 #[rstest]
