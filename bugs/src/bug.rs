@@ -61,8 +61,12 @@ pub struct Budget {
     pub pct_depth: usize,
     /// loom's preemption bound.
     pub preemption_bound: Option<usize>,
-    /// Go operations per execution before it counts as a livelock (or a leak after main).
+    /// The hard cap on Go operations per execution; one that reaches it is undecided ("bound
+    /// reached"), which fails the bug's tests. Raise it for a kernel whose correct run is long.
     pub max_steps: u64,
+    /// Steps of polling only (no progress) before running goroutines count as a livelock, and
+    /// steps after main returned before goroutines still running count as a leak.
+    pub livelock_window: u64,
     /// How timers fire under loom and shuttle; `None` is eager (a timer may fire at any
     /// scheduling point after it is armed). `Some(TimerMode::Lazy)` lets time pass only when
     /// every goroutine is blocked: right for a test's watchdog (`case <-time.After(10 *
@@ -78,7 +82,8 @@ impl Budget {
         std: 200,
         pct_depth: 3,
         preemption_bound: Some(3),
-        max_steps: 5_000,
+        max_steps: 100_000,
+        livelock_window: 5_000,
         timers: None,
     };
 }

@@ -27,6 +27,8 @@ pub enum Outcome {
     Clean,
     /// Fixed: a failure.
     FalsePositive,
+    /// Fixed: no failure, but executions reached the step cap undecided.
+    BoundReached,
     /// The engine does not apply to this bug.
     Skipped,
     /// The engine could not run the kernel.
@@ -41,6 +43,7 @@ impl Outcome {
             Outcome::WrongVerdict => "wrong-verdict",
             Outcome::Clean => "clean",
             Outcome::FalsePositive => "false-positive",
+            Outcome::BoundReached => "bound-reached",
             Outcome::Skipped => "skipped",
             Outcome::Error => "error",
         }
@@ -87,6 +90,7 @@ pub fn settings(bug: &Bug, variant: Variant, engine: Engine, overrides: Override
     s.pct_depth = b.pct_depth;
     s.preemption_bound = b.preemption_bound;
     s.max_steps = b.max_steps;
+    s.livelock_window = b.livelock_window;
     if engine != Engine::Std {
         s.timers = b.timers;
     }
@@ -126,6 +130,7 @@ pub fn outcome(bug: &Bug, variant: Variant, found: &Exploration) -> Outcome {
         Variant::Buggy if expected > 0 => Outcome::Detected,
         Variant::Buggy => Outcome::Missed,
         Variant::Fixed if found.failed() > 0 => Outcome::FalsePositive,
+        Variant::Fixed if found.bound_reached > 0 => Outcome::BoundReached,
         Variant::Fixed => Outcome::Clean,
     }
 }

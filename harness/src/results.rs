@@ -58,6 +58,9 @@ pub struct Run {
     /// it: loom's answer for this row rests on that rule.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub unexplored_choices: u64,
+    /// Executions that reached the hard step cap undecided (no verdict either way).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub bound_reached: u64,
 }
 
 /// The first failing execution of a run.
@@ -168,7 +171,17 @@ impl Run {
     /// The row of an exploration.
     pub fn new(bug: &Bug, variant: Variant, found: &Exploration) -> Self {
         let outcome = run::outcome(bug, variant, found);
-        let note = found.error.clone().or_else(|| found.limit.clone());
+        let bound = (found.bound_reached > 0).then(|| {
+            format!(
+                "{} executions reached the step cap ({}) undecided",
+                found.bound_reached, bug.budget.max_steps
+            )
+        });
+        let note = found
+            .error
+            .clone()
+            .or_else(|| bound.clone())
+            .or_else(|| found.limit.clone());
         Run {
             bug: bug.id.to_string(),
             project: bug.project.to_string(),
@@ -193,6 +206,7 @@ impl Run {
             note,
             category: bug.category.to_string(),
             unexplored_choices: found.unexplored_choices,
+            bound_reached: found.bound_reached,
         }
     }
 
@@ -218,6 +232,7 @@ impl Run {
             note: Some(why.to_string()),
             category: bug.category.to_string(),
             unexplored_choices: 0,
+            bound_reached: 0,
         }
     }
 

@@ -16,10 +16,15 @@ pub enum Verdict {
     Panic,
     /// The kernel's own check of an invariant (`assert!`) failed.
     Assert,
-    /// The step bound ran out while goroutines kept running (busy loops).
+    /// Goroutines kept running without progress: only polling, or only the clock moving
+    /// (see `rt/progress.rs`).
     Livelock,
     /// None of the above.
     Clean,
+    /// Not a verdict on the program: the execution reached the hard step cap while its
+    /// goroutines kept making progress, so nothing was decided. Reports show it as "bound
+    /// reached", never as a failure nor as clean.
+    BoundReached,
 }
 
 impl Verdict {
@@ -43,6 +48,7 @@ impl Verdict {
             Verdict::Assert => "assert",
             Verdict::Livelock => "livelock",
             Verdict::Clean => "clean",
+            Verdict::BoundReached => "bound-reached",
         }
     }
 
@@ -54,8 +60,9 @@ impl Verdict {
             .find(|v| v.as_str() == name)
     }
 
+    /// A verdict that the program failed: neither clean nor undecided.
     pub fn is_failure(self) -> bool {
-        self != Verdict::Clean
+        !matches!(self, Verdict::Clean | Verdict::BoundReached)
     }
 }
 

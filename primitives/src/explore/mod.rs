@@ -101,8 +101,16 @@ pub struct Settings {
     pub preemption_bound: Option<usize>,
     /// loom's limit on branch points in one execution.
     pub max_branches: usize,
-    /// Go operations per execution before it is judged a livelock (or, after main, a leak).
+    /// The hard cap on Go operations per execution: one that reaches it ends undecided
+    /// ([`Verdict::BoundReached`]). Long correct runs need it high; it bounds the cost of
+    /// executions that make progress forever.
     pub max_steps: u64,
+    /// Steps without progress (only polls) before running goroutines are judged a livelock,
+    /// and steps after main returned before goroutines still running are a leak.
+    pub livelock_window: u64,
+    /// Timer firings in a row that find every goroutine where an earlier firing did, with
+    /// nothing changed in between, before the execution is judged a livelock.
+    pub stale_ticks: u32,
     /// Stop at the first failing execution (a buggy kernel's search), or run the whole budget
     /// (a fixed kernel's).
     pub stop_at_first_failure: bool,
@@ -126,7 +134,9 @@ impl Settings {
             pct_depth: 3,
             preemption_bound: Some(3),
             max_branches: 100_000,
-            max_steps: 5_000,
+            max_steps: 100_000,
+            livelock_window: 5_000,
+            stale_ticks: 64,
             stop_at_first_failure: true,
             race_detector: true,
             books: true,
@@ -138,6 +148,8 @@ impl Settings {
     fn exec_config(&self, seed: u64) -> ExecConfig {
         ExecConfig {
             max_steps: self.max_steps,
+            livelock_window: self.livelock_window,
+            stale_ticks: self.stale_ticks,
             race_detector: self.race_detector && self.books,
             books: self.books,
             timers: self.timers.unwrap_or(match self.engine {
@@ -177,6 +189,8 @@ pub struct Exploration {
     pub seconds: f64,
     /// The engine could not run the kernel at all (the executions say nothing then).
     pub error: Option<String>,
+    /// Executions that reached the hard step cap undecided ([`Verdict::BoundReached`]).
+    pub bound_reached: u64,
     /// Executions in which loom took a choice Go leaves to chance by its fixed rule instead of
     /// exploring it (`ExecutionReport::unexplored_choices`); 0 on the other engines.
     pub unexplored_choices: u64,
@@ -193,6 +207,7 @@ impl Exploration {
             limit: None,
             seconds: 0.0,
             error: None,
+            bound_reached: 0,
             unexplored_choices: 0,
         }
     }
@@ -212,8 +227,13 @@ impl Exploration {
             self.error = Some(e.clone());
             return true;
         }
-        if report.verdict == Verdict::Clean {
-            return false;
+        match report.verdict {
+            Verdict::Clean => return false,
+            Verdict::BoundReached => {
+                self.bound_reached += 1;
+                return false;
+            }
+            _ => {}
         }
         *self.failures.entry(report.verdict).or_insert(0) += 1;
         if self.first_failure.is_none() {

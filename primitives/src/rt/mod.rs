@@ -11,6 +11,7 @@
 pub(crate) mod cell;
 pub(crate) mod clock;
 pub(crate) mod goroutine;
+pub(crate) mod progress;
 pub(crate) mod race;
 pub(crate) mod timer;
 pub(crate) mod trace;
@@ -48,8 +49,15 @@ pub enum TimerMode {
 /// The per-execution settings the runtime obeys.
 #[derive(Clone, Debug)]
 pub(crate) struct ExecConfig {
-    /// Go operations allowed before the execution is judged a livelock (or a leak after main).
+    /// The hard cap on Go operations: an execution that reaches it ends undecided
+    /// ([`Verdict::BoundReached`]), never with a verdict on the program.
     pub(crate) max_steps: u64,
+    /// Steps without progress after which running goroutines are judged a livelock, and steps
+    /// after main returned after which goroutines still running are a leak (see `progress.rs`).
+    pub(crate) livelock_window: u64,
+    /// Timer firings in a row that find the goroutines where they were at an earlier firing,
+    /// with nothing changed in between, after which the execution is judged a livelock.
+    pub(crate) stale_ticks: u32,
     /// Check `Shared` and `GoMap` accesses against happens-before.
     pub(crate) race_detector: bool,
     /// Keep the trace and the vector clocks; off, only the goroutine table is kept.
@@ -139,6 +147,8 @@ pub(crate) struct Books {
     /// Choices Go leaves to chance that loom took by rule instead of branching (see
     /// `Ctx::choose`).
     pub(crate) unexplored_choices: u64,
+    /// Whether the goroutines are getting anywhere (livelock detection).
+    pub(crate) progress: progress::Progress,
 }
 
 /// An action the runtime takes only after releasing the lock. Under shuttle, waking a thread
@@ -240,6 +250,7 @@ impl Execution {
             bounded_steps: 0,
             starving: false,
             unexplored_choices: 0,
+            progress: progress::Progress::default(),
         };
         Execution {
             me: std::sync::Weak::new(),
@@ -395,24 +406,10 @@ impl<'e> Ctx<'e> {
             b.starving = starving.is_some();
         }
         let preempt = starving.or((long_run && others).then_some(()));
-        if b.bounded_steps > self.exec.config.max_steps {
-            let (verdict, message) = if b.main_returned {
-                (
-                    Verdict::Leak,
-                    format!(
-                        "goroutines still running after main returned ({} steps)",
-                        self.exec.config.max_steps
-                    ),
-                )
-            } else {
-                (
-                    Verdict::Livelock,
-                    format!(
-                        "no end in sight: the step bound ({}) ran out while goroutines kept running",
-                        self.exec.config.max_steps
-                    ),
-                )
-            };
+        if let Some((verdict, message)) =
+            b.progress
+                .judge(b.bounded_steps, b.main_returned, &self.exec.config)
+        {
             self.fail(&mut b, verdict, message, None);
             return false;
         }
@@ -467,6 +464,7 @@ impl<'e> Ctx<'e> {
         arg: i64,
         phase: Phase,
     ) {
+        b.progress.saw(op, arg, phase, b.bounded_steps);
         if !b.trace.on {
             return;
         }
@@ -1141,6 +1139,8 @@ fn finish_main(exec: &Arc<Execution>, result: Result<(), Box<dyn Any + Send>>) -
         }
         b.goroutines[MAIN].status = Status::Returned;
         b.main_returned = true;
+        let now = b.bounded_steps;
+        b.progress.main_returned(now);
     }
     // Let the others run to their end: clean if they all finish, a leak if they block for good.
     loop {

@@ -164,6 +164,7 @@ impl Ctx<'_> {
             at: self.at,
             phase: super::trace::Phase::Done,
         });
+        b.progress.tick(&b.goroutines);
         match entry.kind {
             TimerKind::Chan(chan) => {
                 chan.send_from_runtime(self, b, Instant::from_virtual(now), &entry.clock);

@@ -95,7 +95,7 @@ fn a_livelock(
     #[values(Engine::Loom, Engine::ShuttlePct, Engine::ShuttleRandom, Engine::Std)] engine: Engine,
 ) {
     let mut s = settings(engine);
-    s.max_steps = 200;
+    s.livelock_window = 200;
     let found = explore(
         &s,
         Arc::new(|| {
@@ -117,7 +117,7 @@ fn a_busy_goroutine_after_main_returns_is_a_leak(
     #[values(Engine::Loom, Engine::ShuttlePct, Engine::ShuttleRandom, Engine::Std)] engine: Engine,
 ) {
     let mut s = settings(engine);
-    s.max_steps = 200;
+    s.livelock_window = 200;
     let found = explore(
         &s,
         Arc::new(|| {
@@ -155,4 +155,151 @@ fn a_polling_loop_does_not_starve_the_goroutine_it_waits_for(
         stop.close();
         done.recv();
     });
+}
+
+/// Explores `budget` executions of `kernel` with `settings` tuned by `tune`; returns the
+/// verdicts seen.
+fn verdicts_of(
+    engine: Engine,
+    budget: u64,
+    tune: impl FnOnce(&mut primitives::explore::Settings),
+    kernel: impl Fn() + Send + Sync + 'static,
+) -> std::collections::BTreeSet<Verdict> {
+    let mut s = settings(engine);
+    s.budget = budget;
+    s.stop_at_first_failure = false;
+    tune(&mut s);
+    let found = explore(&s, Arc::new(kernel));
+    assert_eq!(found.error, None);
+    let mut seen: std::collections::BTreeSet<Verdict> = found
+        .failures
+        .iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(v, _)| *v)
+        .collect();
+    if found.bound_reached > 0 {
+        seen.insert(Verdict::BoundReached);
+    }
+    if found.failed() + found.bound_reached < found.schedules {
+        seen.insert(Verdict::Clean);
+    }
+    seen
+}
+
+/// Three goroutines each take a Mutex 2,000 times around an increment (about 24,000 Go
+/// operations): long, but every round makes progress, so the run is clean, not a livelock.
+#[rstest]
+fn a_long_correct_run_is_clean(
+    #[values(Engine::Loom, Engine::ShuttlePct, Engine::ShuttleRandom, Engine::Std)] engine: Engine,
+) {
+    use primitives::sync::{Mutex, WaitGroup};
+    use primitives::Shared;
+    let seen = verdicts_of(
+        engine,
+        3,
+        |_| {},
+        || {
+            let (mu, n, wg) = (
+                Arc::new(Mutex::new()),
+                Arc::new(Shared::new(0u32)),
+                WaitGroup::new(),
+            );
+            for _ in 0..3 {
+                let (mu, n, wg) = (mu.clone(), n.clone(), wg.clone());
+                wg.add(1);
+                go(move || {
+                    for _ in 0..2_000 {
+                        mu.lock();
+                        n.set(n.get() + 1);
+                        mu.unlock();
+                    }
+                    wg.done();
+                });
+            }
+            wg.wait();
+            assert_eq!(n.get(), 6_000);
+        },
+    );
+    assert_eq!(seen, [Verdict::Clean].into());
+}
+
+/// A raft-like node that only ticks: every tick is sent and received, but nothing changes, and
+/// the test waits forever. Only the clock moves: a livelock.
+#[rstest]
+fn ticking_without_change_is_a_livelock(
+    #[values(Engine::ShuttlePct, Engine::ShuttleRandom, Engine::Std)] engine: Engine,
+) {
+    use primitives::time::Ticker;
+    use std::time::Duration;
+    let r = expect(engine, Verdict::Livelock, "only the clock moves", || {
+        let (tickc, done) = (Chan::<()>::new(0), Chan::<()>::new(0));
+        let rx = tickc.clone();
+        go_named("node", move || loop {
+            rx.recv();
+        });
+        go_named("ticker", move || {
+            let t = Ticker::new(Duration::from_millis(100));
+            loop {
+                t.c().recv();
+                tickc.send(());
+            }
+        });
+        done.recv();
+    });
+    assert!(r.dump.contains("\"node\""), "{}", r.dump);
+}
+
+/// A worker that needs ten ticks to finish its job is not a livelock: the job ends.
+#[rstest]
+fn a_few_ticks_of_waiting_are_not_a_livelock(
+    #[values(Engine::ShuttlePct, Engine::ShuttleRandom, Engine::Std)] engine: Engine,
+) {
+    use primitives::time::Ticker;
+    use std::time::Duration;
+    let seen = verdicts_of(
+        engine,
+        20,
+        |_| {},
+        || {
+            let done = Chan::<()>::new(0);
+            let tx = done.clone();
+            go(move || {
+                let t = Ticker::new(Duration::from_millis(100));
+                for _ in 0..10 {
+                    t.c().recv();
+                }
+                t.stop();
+                tx.close();
+            });
+            done.recv();
+        },
+    );
+    assert_eq!(seen, [Verdict::Clean].into());
+}
+
+/// Two goroutines that play ping-pong forever make progress forever: the hard cap ends the
+/// run undecided, never as a livelock and never as clean.
+#[rstest]
+fn progress_forever_reaches_the_bound(
+    #[values(Engine::Loom, Engine::ShuttlePct, Engine::ShuttleRandom, Engine::Std)] engine: Engine,
+) {
+    let seen = verdicts_of(
+        engine,
+        2,
+        |s| s.max_steps = 2_000,
+        || {
+            let (ping, pong) = (Chan::<u32>::new(0), Chan::<u32>::new(0));
+            let (rx, tx) = (ping.clone(), pong.clone());
+            go(move || loop {
+                let v = rx.recv().unwrap();
+                tx.send(v + 1);
+            });
+            let mut v = 0;
+            loop {
+                ping.send(v);
+                v = pong.recv().unwrap();
+            }
+        },
+    );
+    assert_eq!(seen, [Verdict::BoundReached].into());
 }
