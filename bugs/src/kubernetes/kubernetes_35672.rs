@@ -126,7 +126,7 @@ impl Reflector {
                     recv(stop_ch2) => return,
                     recv(cancel_ch2) => return,
                 }
-                r.next_resync.get(); // logged: "forcing resync"
+                // glog: "forcing resync"
                 if let Err(err) = r.store.resync() {
                     resyncerrc2.send(err);
                     return;

@@ -83,8 +83,8 @@ impl Cloud {
     }
 }
 
-/// The test: two callers ask for the node's zone at the same time (the kubelet registering
-/// its node, a volume being labelled), and the caller waits for both.
+/// The corpus's test (upstream has none): two callers ask for the node's zone at the same
+/// time, and the test waits for both.
 fn test_kubernetes45192(variant: Variant) {
     let az = Arc::new(Cloud {
         location: "westus",

@@ -18,7 +18,7 @@ inventory::submit! {
         goker: Some("gobench/goker/blocking/kubernetes/5316"),
         asplos: Some("blocking-bugs/kubernetes/0aee25e06527993c59f3159e0cf3ff4342e169cd.txt"),
         source: Source::Goker,
-        fix: Fix::Upstream("0aee25e0"),
+        fix: Fix::Upstream("cc3a433a"),
         file: file!(),
         ..Bug::DEFAULT
     }
