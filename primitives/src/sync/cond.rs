@@ -1,24 +1,31 @@
-//! `sync.Cond`: a condition variable over a [`Mutex`].
+//! `sync.Cond`: a condition variable over any [`Locker`] (a [`Mutex`], an [`RwMutex`], the
+//! read side of one from [`RwMutex::rlocker`]).
 //!
-//! Go semantics kept: `wait` atomically queues the goroutine and unlocks the mutex, and takes
-//! the mutex again before returning; `signal` wakes the longest waiter, `broadcast` all of them;
-//! a signal with nobody waiting is lost. Go's `Cond` does not wake spuriously, and neither does
-//! this one. `wait` without holding the mutex fails like Go's (`sync: unlock of unlocked
-//! mutex`).
+//! Go's algorithm, as its runtime's `notifyList` has it: `Wait` takes a ticket, unlocks `L`,
+//! then waits until its ticket is notified, and locks `L` again before returning; `Signal`
+//! notifies the oldest ticket not yet notified, `Broadcast` all of them. A ticket notified
+//! between the unlock and the wait is not lost (the waiter does not park); a signal with no
+//! ticket outstanding is lost. Go's `Cond` does not wake spuriously, and neither does this
+//! one. `Wait` without holding `L` fails as `L.Unlock` does (`sync: unlock of unlocked mutex`).
 //!
-//! Happens-before: a `signal` or `broadcast` happens before the `wait` it wakes returns.
+//! Happens-before: a `Signal` or `Broadcast` happens before the `Wait` it wakes returns.
+//!
+//! [`RwMutex`]: super::RwMutex
+//! [`RwMutex::rlocker`]: super::RwMutex::rlocker
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::panic::Location;
 use std::sync::Arc;
 
-use super::mutex::{Mutex, MutexInner};
+use super::{Locker, Mutex};
 use crate::rt::cell::RtCell;
+use crate::rt::clock::VClock;
 use crate::rt::trace::Op;
-use crate::rt::{Books, Ctx, Fired, ObjMeta, WaitReason, Waiter};
+use crate::rt::{current_exec, Execution, Fired, ObjMeta, WaitReason, Waiter};
 
-/// Go's `sync.Cond`, made with `sync.NewCond(&m)`. Cloning gives another handle.
+/// Go's `sync.Cond`, made with `sync.NewCond(l)`; `L` is the type of its locker (a
+/// [`Mutex`] unless said otherwise). Cloning gives another handle.
 ///
 /// # Examples
 ///
@@ -42,103 +49,149 @@ use crate::rt::{Books, Ctx, Fired, ObjMeta, WaitReason, Waiter};
 /// mu.unlock();
 /// # });
 /// ```
-#[derive(Clone)]
-pub struct Cond {
-    inner: Arc<CondInner>,
+pub struct Cond<L: Locker = Mutex> {
+    inner: Arc<CondInner<L>>,
 }
 
-struct CondInner {
-    l: Mutex,
+impl<L: Locker> Clone for Cond<L> {
+    fn clone(&self) -> Self {
+        Cond {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+struct CondInner<L> {
+    l: L,
+    exec: Arc<Execution>,
     meta: ObjMeta,
-    state: RtCell<VecDeque<Waiter>>,
+    state: RtCell<NotifyList>,
 }
 
-impl fmt::Debug for Cond {
+/// Go's `notifyList`: tickets handed out by `Wait`, notified in order by `Signal`.
+#[derive(Default)]
+struct NotifyList {
+    /// The next ticket `Wait` hands out.
+    wait: u64,
+    /// The next ticket to notify; every ticket below it has been notified.
+    notify: u64,
+    /// Goroutines parked on their ticket, oldest ticket first.
+    parked: VecDeque<(u64, Waiter)>,
+    /// The signaller's clock for tickets notified before their waiter parked.
+    early: BTreeMap<u64, VClock>,
+}
+
+impl<L: Locker> fmt::Debug for Cond<L> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Cond({})", self.inner.meta.label())
     }
 }
 
-impl Cond {
+impl<L: Locker> Cond<L> {
     /// `sync.NewCond(l)`.
+    ///
+    /// # Panics
+    ///
+    /// Outside an execution.
     #[track_caller]
-    pub fn new(l: &Mutex) -> Self {
-        let exec = l.inner.exec.clone();
+    pub fn new(l: &L) -> Self {
+        let exec = current_exec();
         let meta = exec.new_obj("Cond", Location::caller());
-        let state = RtCell::new(exec.id, VecDeque::new());
+        let state = RtCell::new(exec.id, NotifyList::default());
         Cond {
             inner: Arc::new(CondInner {
                 l: l.clone(),
+                exec,
                 meta,
                 state,
             }),
         }
     }
 
-    /// `c.L`: the mutex the condition is bound to.
-    pub fn l(&self) -> &Mutex {
+    /// `c.L`: the locker the condition is bound to.
+    pub fn l(&self) -> &L {
         &self.inner.l
-    }
-
-    fn mutex(&self) -> &MutexInner {
-        &self.inner.l.inner
     }
 
     /// `c.Wait()`: unlocks `c.L`, waits for a signal, locks `c.L` again.
     #[track_caller]
     pub fn wait(&self) {
-        let mut cx = self.mutex().exec.enter(Location::caller());
-        let unlocked = {
-            let mut b = cx.books();
-            let w = cx.waiter(&mut b, 0);
-            self.inner.state.borrow(&cx).push_back(w);
-            self.mutex().unlock_with(&cx, &mut b)
+        let inner = &*self.inner;
+        let ticket = {
+            let cx = inner.exec.enter(Location::caller());
+            let mut st = inner.state.borrow(&cx);
+            st.wait += 1;
+            st.wait - 1
         };
-        if !unlocked {
-            cx.go_panic("fatal error: sync: unlock of unlocked mutex");
-        }
-        cx.park(WaitReason::CondWait, Some(&self.inner.meta), Op::CondWait);
+        inner.l.unlock();
         {
+            let mut cx = inner.exec.enter(Location::caller());
             let mut b = cx.books();
-            cx.event(&mut b, Op::CondWait, Some(&self.inner.meta), 0);
+            let mut st = inner.state.borrow(&cx);
+            if ticket < st.notify {
+                // Notified between the unlock and now: no need to park.
+                if let Some(c) = st.early.remove(&ticket) {
+                    if b.trace.on {
+                        b.goroutines[cx.gid].clock.join(&c);
+                    }
+                }
+            } else {
+                let w = cx.waiter(&mut b, 0);
+                st.parked.push_back((ticket, w));
+                drop(st);
+                drop(b);
+                cx.park(WaitReason::CondWait, Some(&inner.meta), Op::CondWait);
+                b = cx.books();
+            }
+            cx.event(&mut b, Op::CondWait, Some(&inner.meta), 0);
         }
-        self.mutex().lock_with(&mut cx);
+        inner.l.lock();
     }
 
     /// `c.Signal()`: wakes the longest waiter, if any.
     #[track_caller]
     pub fn signal(&self) {
-        let cx = self.mutex().exec.enter(Location::caller());
-        let mut b = cx.books();
-        self.wake(&cx, &mut b, 1);
-        cx.event(&mut b, Op::Signal, Some(&self.inner.meta), 0);
+        self.notify(Op::Signal, 1);
     }
 
     /// `c.Broadcast()`: wakes every waiter.
     #[track_caller]
     pub fn broadcast(&self) {
-        let cx = self.mutex().exec.enter(Location::caller());
-        let mut b = cx.books();
-        self.wake(&cx, &mut b, usize::MAX);
-        cx.event(&mut b, Op::Broadcast, Some(&self.inner.meta), 0);
+        self.notify(Op::Broadcast, u64::MAX);
     }
 
-    fn wake(&self, cx: &Ctx<'_>, b: &mut Books, mut n: usize) {
-        let clock = cx.release_clock(b);
-        let mut queue = self.inner.state.borrow(cx);
-        while n > 0 {
-            let Some(w) = b.pop_waiter(&mut queue) else {
-                break;
-            };
-            b.fire(
-                w,
-                Fired {
-                    case: 0,
-                    closed: false,
-                },
-                Some(&clock),
-            );
-            n -= 1;
+    /// Notifies up to `n` outstanding tickets, oldest first.
+    #[track_caller]
+    fn notify(&self, op: Op, n: u64) {
+        let inner = &*self.inner;
+        let cx = inner.exec.enter(Location::caller());
+        let mut b = cx.books();
+        let clock = cx.release_clock(&mut b);
+        let mut st = inner.state.borrow(&cx);
+        let outstanding = st.wait - st.notify;
+        for _ in 0..n.min(outstanding) {
+            let ticket = st.notify;
+            st.notify += 1;
+            match st.parked.iter().position(|(t, _)| *t == ticket) {
+                Some(k) => {
+                    let (_, w) = st.parked.remove(k).expect("found above");
+                    if b.is_waiting(w) {
+                        b.fire(
+                            w,
+                            Fired {
+                                case: 0,
+                                closed: false,
+                            },
+                            Some(&clock),
+                        );
+                    }
+                }
+                None => {
+                    st.early.insert(ticket, clock.clone());
+                }
+            }
         }
+        drop(st);
+        cx.event(&mut b, op, Some(&inner.meta), 0);
     }
 }

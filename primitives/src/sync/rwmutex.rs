@@ -152,6 +152,43 @@ impl RwMutex {
         cx.event(&mut b, Op::RLock, Some(&inner.meta), 0);
     }
 
+    /// `rw.TryRLock()`: takes a read lock if no writer holds the lock or waits for it, without
+    /// blocking.
+    #[track_caller]
+    pub fn try_rlock(&self) -> bool {
+        let inner = &*self.inner;
+        let cx = inner.exec.enter(Location::caller());
+        let mut b = cx.books();
+        let mut st = inner.state.borrow(&cx);
+        let acquired = st.writer == Writer::None;
+        if acquired {
+            st.readers += 1;
+            join(&mut b, cx.gid, &st.write_clock);
+        }
+        drop(st);
+        cx.event(&mut b, Op::TryLock, Some(&inner.meta), i64::from(acquired));
+        acquired
+    }
+
+    /// `rw.TryLock()`: takes the write lock if nobody holds it or waits for it, without
+    /// blocking.
+    #[track_caller]
+    pub fn try_lock(&self) -> bool {
+        let inner = &*self.inner;
+        let cx = inner.exec.enter(Location::caller());
+        let mut b = cx.books();
+        let mut st = inner.state.borrow(&cx);
+        let acquired = st.writer == Writer::None && st.readers == 0;
+        if acquired {
+            st.writer = Writer::Active(cx.gid);
+            join(&mut b, cx.gid, &st.write_clock);
+            join(&mut b, cx.gid, &st.read_clock);
+        }
+        drop(st);
+        cx.event(&mut b, Op::TryLock, Some(&inner.meta), i64::from(acquired));
+        acquired
+    }
+
     /// `rw.RUnlock()`.
     ///
     /// # Panics

@@ -72,6 +72,31 @@ impl RwMutex {
     }
 
     #[track_caller]
+    pub fn try_rlock(&self) -> bool {
+        loop {
+            let c = self.reader_count.load();
+            if c < 0 {
+                return false;
+            }
+            if self.reader_count.compare_and_swap(c, c + 1) {
+                return true;
+            }
+        }
+    }
+
+    #[track_caller]
+    pub fn try_lock(&self) -> bool {
+        if !self.w.try_lock() {
+            return false;
+        }
+        if !self.reader_count.compare_and_swap(0, -MAX_READERS) {
+            self.w.unlock();
+            return false;
+        }
+        true
+    }
+
+    #[track_caller]
     pub fn runlock(&self) {
         let r = self.reader_count.add(-1);
         if r < 0 {

@@ -339,3 +339,97 @@ fn a_relocking_loop_does_not_starve_a_waiter(
         mu.unlock();
     });
 }
+
+#[rstest]
+fn a_cond_over_the_read_side_of_an_rwmutex_wakes_its_reader(
+    #[values(Engine::Loom, Engine::ShuttlePct, Engine::ShuttleRandom, Engine::Std)] engine: Engine,
+) {
+    expect_clean(engine, || {
+        let rw = RwMutex::new();
+        let cond = Cond::new(&rw.rlocker());
+        let ready = Shared::new(false);
+        let (c, r, w) = (cond.clone(), ready.clone(), rw.clone());
+        go(move || {
+            w.lock();
+            r.set(true);
+            w.unlock();
+            c.broadcast();
+        });
+        rw.rlock();
+        while !ready.get() {
+            cond.wait();
+        }
+        rw.runlock();
+    });
+}
+
+/// A waiter that returns holding the read lock, as `Cond.Wait` leaves it: the next writer
+/// blocks forever (the kubernetes#20697 shape).
+#[rstest]
+fn a_cond_waiter_returns_holding_the_read_lock(
+    #[values(Engine::Loom, Engine::ShuttlePct, Engine::ShuttleRandom, Engine::Std)] engine: Engine,
+) {
+    let r = expect(engine, Verdict::Deadlock, "deadlock", || {
+        let rw = RwMutex::new().named("w");
+        let cond = Cond::new(&rw.rlocker());
+        let ready = Shared::new(false);
+        let done = primitives::Chan::new(0);
+        let (c, w, r, d) = (cond.clone(), rw.clone(), ready.clone(), done.clone());
+        go(move || {
+            w.rlock();
+            while !r.get() {
+                c.wait();
+            }
+            d.send(()); // returns still holding the read lock
+        });
+        rw.lock();
+        ready.set(true);
+        rw.unlock();
+        cond.broadcast();
+        done.recv();
+        rw.lock();
+    });
+    assert!(r.dump.contains("\"g1\" [finished]"), "{}", r.dump);
+}
+
+#[rstest]
+fn a_signal_between_the_unlock_and_the_wait_is_not_lost(
+    #[values(Engine::Loom, Engine::ShuttlePct, Engine::ShuttleRandom, Engine::Std)] engine: Engine,
+) {
+    // Signalling without the lock is allowed in Go; the waiter's ticket was taken under it.
+    expect_clean(engine, || {
+        let mu = Mutex::new();
+        let cond = Cond::new(&mu);
+        let ready = Shared::new(false);
+        let (c, r, m) = (cond.clone(), ready.clone(), mu.clone());
+        go(move || {
+            m.lock();
+            r.set(true);
+            m.unlock();
+            c.signal();
+        });
+        mu.lock();
+        while !ready.get() {
+            cond.wait();
+        }
+        mu.unlock();
+    });
+}
+
+#[rstest]
+fn rwmutex_try_locks_fail_while_the_other_side_holds_it(
+    #[values(Engine::Loom, Engine::ShuttlePct, Engine::ShuttleRandom, Engine::Std)] engine: Engine,
+) {
+    expect_clean(engine, || {
+        let rw = RwMutex::new();
+        assert!(rw.try_rlock());
+        assert!(rw.try_rlock(), "readers share the lock");
+        assert!(!rw.try_lock(), "a writer cannot take a read-held lock");
+        rw.runlock();
+        rw.runlock();
+        assert!(rw.try_lock());
+        assert!(!rw.try_rlock(), "a reader cannot take a write-held lock");
+        assert!(!rw.try_lock());
+        rw.unlock();
+    });
+}
