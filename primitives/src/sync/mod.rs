@@ -13,7 +13,7 @@ mod waitgroup;
 pub use atomic::{AtomicBool, AtomicI32, AtomicI64, AtomicU32, AtomicU64, AtomicValue};
 pub use cond::Cond;
 pub use mutex::Mutex;
-pub use once::Once;
+pub use once::{once_func, once_value, once_values, Once};
 #[cfg(not(feature = "rwmutex-go"))]
 pub use rwmutex::RwMutex;
 #[cfg(feature = "rwmutex-go")]

@@ -133,3 +133,60 @@ impl Once {
         }
     }
 }
+
+/// `sync.OnceFunc(f)`: a function that calls `f` the first time it is called; every call
+/// returns once that first call of `f` has returned (Go 1.21).
+///
+/// # Examples
+///
+/// ```
+/// use primitives::{sync::once_func, Shared};
+/// # primitives::run(|| {
+/// let n = Shared::new(0);
+/// let m = n.clone();
+/// let init = once_func(move || m.set(m.get() + 1));
+/// init();
+/// init();
+/// assert_eq!(n.get(), 1);
+/// # });
+/// ```
+#[track_caller]
+pub fn once_func(f: impl FnOnce() + Send + 'static) -> impl Fn() + Clone + Send + Sync + 'static {
+    let once = Once::new();
+    let f = Arc::new(std::sync::Mutex::new(Some(f)));
+    move || {
+        once.do_(|| {
+            let f = f.lock().expect("not poisoned").take();
+            if let Some(f) = f {
+                f();
+            }
+        })
+    }
+}
+
+/// `sync.OnceValue(f)`: a function that calls `f` the first time it is called and returns its
+/// value on every call (Go 1.21).
+#[track_caller]
+pub fn once_value<T: Clone + Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> impl Fn() -> T + Clone + Send + Sync + 'static {
+    let value = Arc::new(std::sync::Mutex::new(None));
+    let slot = value.clone();
+    let call = once_func(move || *slot.lock().expect("not poisoned") = Some(f()));
+    move || {
+        call();
+        value
+            .lock()
+            .expect("not poisoned")
+            .clone()
+            .expect("set by the first call")
+    }
+}
+
+/// `sync.OnceValues(f)`: as [`once_value`], for a function of two results (Go 1.21).
+#[track_caller]
+pub fn once_values<T: Clone + Send + 'static, U: Clone + Send + 'static>(
+    f: impl FnOnce() -> (T, U) + Send + 'static,
+) -> impl Fn() -> (T, U) + Clone + Send + Sync + 'static {
+    once_value(f)
+}

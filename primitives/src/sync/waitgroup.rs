@@ -150,6 +150,18 @@ impl WaitGroup {
         }
     }
 
+    /// `wg.Go(f)` (Go 1.25): `wg.Add(1)`, then `f` in a new goroutine that calls `wg.Done()`
+    /// when `f` returns.
+    #[track_caller]
+    pub fn go(&self, f: impl FnOnce() + Send + 'static) {
+        self.add(1);
+        let wg = self.clone();
+        crate::go(move || {
+            f();
+            wg.done();
+        });
+    }
+
     /// `wg.Done()`: `Add(-1)`.
     #[track_caller]
     pub fn done(&self) {

@@ -433,3 +433,46 @@ fn rwmutex_try_locks_fail_while_the_other_side_holds_it(
         rw.unlock();
     });
 }
+
+#[rstest]
+fn once_func_and_once_value_run_their_function_once(
+    #[values(Engine::Loom, Engine::ShuttlePct, Engine::ShuttleRandom, Engine::Std)] engine: Engine,
+) {
+    use primitives::sync::{once_func, once_value, once_values};
+    expect_clean(engine, || {
+        let calls = Shared::new(0);
+        let c = calls.clone();
+        let init = once_func(move || c.set(c.get() + 1));
+        let value = once_value(|| 7);
+        let pair = once_values(|| (1, "one"));
+        let (i, v) = (init.clone(), value.clone());
+        let wg = WaitGroup::new();
+        wg.go(move || {
+            i();
+            assert_eq!(v(), 7);
+        });
+        init();
+        assert_eq!(value(), 7);
+        assert_eq!(pair(), (1, "one"));
+        wg.wait();
+        assert_eq!(calls.get(), 1);
+    });
+}
+
+#[rstest]
+fn waitgroup_go_counts_the_goroutine_it_starts(
+    #[values(Engine::Loom, Engine::ShuttlePct, Engine::ShuttleRandom, Engine::Std)] engine: Engine,
+) {
+    expect_clean(engine, || {
+        let wg = WaitGroup::new();
+        let n = Shared::new(0);
+        let m = n.clone();
+        wg.go(move || m.set(1));
+        wg.wait();
+        assert_eq!(
+            n.get(),
+            1,
+            "Wait returns after the goroutine, and sees its write"
+        );
+    });
+}
