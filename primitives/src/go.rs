@@ -45,9 +45,12 @@ pub fn gosched() {
 /// scope. Bind it to a named variable (`let _unlock = defer(...)`): `let _ = defer(...)` runs
 /// `f` at once.
 ///
-/// A deferred function does not run while the goroutine is unwinding: either the kernel
-/// panicked, which ends the execution (Go programs die of unrecovered panics), or the
-/// execution is over and its goroutines are being torn down.
+/// While the goroutine unwinds a Go panic (a runtime panic or [`panic`](crate::panic())),
+/// deferred functions run, as Go's do, so that a [`recover`](crate::recover()) further up
+/// finds the state Go would leave. A panic raised by one of them replaces the panic in flight,
+/// as in Go. A deferred function does not run while the goroutine unwinds for another reason:
+/// the kernel's own assertion failed, or the execution is over and its goroutines are being
+/// torn down.
 #[must_use = "a defer guard runs its function when dropped; bind it to a named variable"]
 pub fn defer<F: FnOnce()>(f: F) -> Defer<F> {
     Defer(Some(f))
@@ -58,11 +61,14 @@ pub struct Defer<F: FnOnce()>(Option<F>);
 
 impl<F: FnOnce()> Drop for Defer<F> {
     fn drop(&mut self) {
-        if std::thread::panicking() {
-            return;
-        }
-        if let Some(f) = self.0.take() {
+        let Some(f) = self.0.take() else { return };
+        if !std::thread::panicking() {
             f();
+        } else if crate::rt::go_panicking() {
+            // A panic cannot unwind out of a drop that runs during unwinding: keep it.
+            if let Err(payload) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+                crate::rt::replace_panic(payload);
+            }
         }
     }
 }

@@ -211,10 +211,25 @@ pub(crate) fn spawn(
 }
 
 /// The goroutine a thread is running, and the execution it belongs to.
-#[derive(Clone)]
 pub(crate) struct Current {
     pub(crate) exec: Arc<Execution>,
     pub(crate) gid: Gid,
+    /// The goroutine is unwinding a Go panic: its deferred calls run, as Go's do.
+    pub(crate) go_panicking: Cell<bool>,
+    /// A panic raised by a deferred call during that unwinding: it replaces the one in flight
+    /// (as in Go) when the unwinding is caught.
+    pub(crate) replaced: RefCell<Option<Box<dyn std::any::Any + Send>>>,
+}
+
+impl Current {
+    pub(crate) fn new(exec: Arc<Execution>, gid: Gid) -> Self {
+        Current {
+            exec,
+            gid,
+            go_panicking: Cell::new(false),
+            replaced: RefCell::new(None),
+        }
+    }
 }
 
 std::thread_local! {

@@ -444,6 +444,11 @@ impl<'e> Ctx<'e> {
             });
         }
         self.release();
+        engine::with_current(|c| {
+            if let Some(c) = c {
+                c.go_panicking.set(true);
+            }
+        });
         panic::resume_unwind(Box::new(GoPanic {
             message: message.into(),
             at,
@@ -913,14 +918,8 @@ pub(crate) fn run_execution(
         me: me.clone(),
         ..Execution::new(kind, config, main_at, parker)
     });
-    engine::set_current(
-        kind,
-        Some(Current {
-            exec: exec.clone(),
-            gid: MAIN,
-        }),
-    );
-    let result = panic::catch_unwind(panic::AssertUnwindSafe(kernel));
+    engine::set_current(kind, Some(Current::new(exec.clone(), MAIN)));
+    let result = panic::catch_unwind(panic::AssertUnwindSafe(kernel)).map_err(settle_unwind);
     let report = finish_main(&exec, result);
     engine::set_current(kind, None);
     report
@@ -1028,15 +1027,9 @@ pub(crate) fn start_thread(
         if kind == EngineKind::Std {
             engine::set_active_engine(Some(EngineKind::Std));
         }
-        engine::set_current(
-            kind,
-            Some(Current {
-                exec: thread_exec.clone(),
-                gid,
-            }),
-        );
+        engine::set_current(kind, Some(Current::new(thread_exec.clone(), gid)));
         parker.bind_current();
-        let result = panic::catch_unwind(panic::AssertUnwindSafe(f));
+        let result = panic::catch_unwind(panic::AssertUnwindSafe(f)).map_err(settle_unwind);
         goroutine_exit(&thread_exec, gid, result);
         engine::set_current(kind, None);
         if kind == EngineKind::Std {
@@ -1080,6 +1073,33 @@ fn goroutine_exit(exec: &Execution, gid: Gid, result: Result<(), Box<dyn Any + S
     // main may be waiting for this goroutine, for all of them, or for the execution to settle.
     b.wake(MAIN);
     cx.settle(&mut b);
+}
+
+/// Whether the calling goroutine is unwinding a Go panic (its deferred calls run then).
+pub(crate) fn go_panicking() -> bool {
+    engine::with_current(|c| c.is_some_and(|c| c.go_panicking.get()))
+}
+
+/// Keeps a panic raised by a deferred call while the goroutine unwinds a Go panic: it cannot
+/// unwind from inside the unwinding, and replaces the panic in flight once that is caught.
+pub(crate) fn replace_panic(payload: Box<dyn Any + Send>) {
+    engine::with_current(|c| {
+        if let Some(c) = c {
+            *c.replaced.borrow_mut() = Some(payload);
+        }
+    });
+}
+
+/// The payload a caught unwinding ends with (a replacement raised by a deferred call, if any);
+/// the goroutine is no longer panicking.
+pub(crate) fn settle_unwind(payload: Box<dyn Any + Send>) -> Box<dyn Any + Send> {
+    engine::with_current(|c| match c {
+        Some(c) => {
+            c.go_panicking.set(false);
+            c.replaced.borrow_mut().take().unwrap_or(payload)
+        }
+        None => payload,
+    })
 }
 
 /// Turns a goroutine's unwinding payload into the execution's failure (unless it is `Abort`).

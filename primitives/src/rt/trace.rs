@@ -44,6 +44,7 @@ pub(crate) enum Op {
     MapWrite,
     Rand,
     Panic,
+    Recover,
 }
 
 impl Op {
@@ -85,6 +86,7 @@ impl Op {
             Op::MapWrite => "map write",
             Op::Rand => "rand",
             Op::Panic => "panic",
+            Op::Recover => "recover",
         }
     }
 
