@@ -122,6 +122,7 @@ struct Election {
     key_prefix: String,
     leader_key: Shared<String>,
     leader_rev: Shared<i64>,
+    leader_session: Shared<Option<Arc<Session>>>,
     variant: Variant,
 }
 
@@ -135,6 +136,7 @@ impl Election {
             let (succeeded, rev, kv) = self.client.txn_put_if_absent(&k, val, s.lease);
             self.leader_key.set(k.clone());
             self.leader_rev.set(rev);
+            self.leader_session.set(Some(s.clone()));
             if !succeeded {
                 self.leader_rev.set(kv.create_revision);
                 if kv.value != val {
@@ -147,6 +149,7 @@ impl Election {
         self.wait_deletes(rev - 1)?;
         self.leader_key.set(k);
         self.leader_rev.set(rev);
+        self.leader_session.set(Some(s.clone()));
         Ok(())
     }
 
@@ -164,17 +167,20 @@ impl Election {
 
     /// `Proclaim`: the leader announces a new value without another election.
     fn proclaim(&self, val: &str) -> Result<(), &'static str> {
+        let Some(leader_session) = self.leader_session.get() else {
+            return Err("election: not leader");
+        };
         let ok = self.client.txn_proclaim(
             &self.leader_key.get(),
             self.leader_rev.get(),
             val,
-            self.session.lease,
+            leader_session.lease,
         );
-        if ok {
-            Ok(())
-        } else {
-            Err("election: not leader")
+        if !ok {
+            self.leader_key.set(String::new());
+            return Err("election: not leader");
         }
+        Ok(())
     }
 
     /// `waitDeletes`: waits until every key under the prefix created at or before `rev` is
@@ -227,6 +233,7 @@ fn test_election_session_recampaign(variant: Variant) {
             key_prefix: pfx.to_string(),
             leader_key: Shared::new(String::new()).named("leaderKey"),
             leader_rev: Shared::new(0).named("leaderRev"),
+            leader_session: Shared::new(None).named("leaderSession"),
             variant,
         })
     };

@@ -18,8 +18,8 @@ inventory::submit! {
         kernel: test_v3_watch_close,
         walkthrough: include_str!("etcd_5505.md"),
         budget: Budget { preemption_bound: Some(2), ..Budget::DEFAULT },
-        source: Source::Description("https://github.com/etcd-io/etcd/pull/5505"),
-        fix: Fix::Upstream("#5505"),
+        source: Source::Diff("09e8f578"),
+        fix: Fix::Upstream("09e8f578"),
         file: file!(),
         ..Bug::DEFAULT
     }
@@ -196,8 +196,8 @@ impl ServerWatchStream {
     }
 }
 
-/// `TestV3WatchClose`, for one of its client goroutines: open a watch stream, send a create
-/// request, and close the client's connection.
+/// `TestV3WatchClose` (added by 41d3cea9), for one of its client goroutines: open a watch
+/// stream and send a create request; then the test closes the client's connection.
 fn test_v3_watch_close(variant: Variant) {
     let (ctx, cancel) = context::with_cancel(&context::background());
     let reqc = Chan::new(0).named("stream.reqc");

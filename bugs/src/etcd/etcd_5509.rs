@@ -47,8 +47,9 @@ impl Client {
         };
         cancel.call();
         self.cancel.set(None);
-        // Upstream closes the watcher and the lease client here, without the lock.
         self.mu.unlock();
+        // Upstream's next `Lock` is in `connStartRetry`; it then closes the watcher and the
+        // lease client, waits for the connection monitor and locks again (GoKer keeps one).
         self.mu.lock();
     }
 }
@@ -70,8 +71,8 @@ impl RemoteClient {
             self.mu.lock();
             self.client.mu.rlock();
             let closed = self.client.cancel.read(Option::is_none);
-            self.mu.unlock();
             let matched = true; // r.conn == client.conn
+            self.mu.unlock();
             if matched {
                 return Ok(());
             }
@@ -138,7 +139,7 @@ fn new_kv(c: Arc<Client>, variant: Variant) -> Kv {
     }
 }
 
-/// `TestEtcd5509` (upstream's `TestKVGetErrConnClosed`).
+/// GoKer's `TestEtcd5509` (upstream's `TestKVGetErrConnClosed`, as the fix rewrote it).
 fn test_etcd5509(variant: Variant) {
     let (ctx, cancel) = context::with_cancel(&context::todo());
     let cli = Arc::new(Client {

@@ -16,8 +16,9 @@ inventory::submit! {
         kernel: test_etcd6857,
         walkthrough: include_str!("etcd_6857.md"),
         goker: Some("gobench/goker/blocking/etcd/6857"),
+        asplos: Some("blocking-bugs/etcd/7afc490c95789c408fbc256d8e790273d331c984.txt"),
         source: Source::Goker,
-        fix: Fix::Upstream("#6857"),
+        fix: Fix::Upstream("7afc490c"),
         file: file!(),
         ..Bug::DEFAULT
     }

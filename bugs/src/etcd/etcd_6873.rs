@@ -1,6 +1,5 @@
 #![doc = include_str!("etcd_6873.md")]
 
-use std::ops::Deref;
 use std::sync::Arc;
 
 use primitives::sync::Mutex;
@@ -38,13 +37,6 @@ struct WatchBroadcasts {
     variant: Variant,
 }
 
-impl Deref for WatchBroadcasts {
-    type Target = Mutex;
-    fn deref(&self) -> &Mutex {
-        &self.mu
-    }
-}
-
 fn new_watch_broadcasts(variant: Variant) -> Arc<WatchBroadcasts> {
     let wbs = Arc::new(WatchBroadcasts {
         mu: Mutex::new().named("watchBroadcasts.mu"),
@@ -64,21 +56,24 @@ fn new_watch_broadcasts(variant: Variant) -> Arc<WatchBroadcasts> {
 
 impl WatchBroadcasts {
     fn coalesce(&self, _wb: WatchBroadcast) {
-        self.lock();
-        self.unlock();
+        self.mu.lock();
+        self.mu.unlock();
     }
 
     fn stop(&self) {
-        self.lock();
-        if self.variant.fixed() {
-            // The fix: let go of the lock before waiting for the coalescing goroutine.
-            self.updatec.close();
-            self.unlock();
-            self.donec.recv();
-            return;
-        }
-        let _unlock = defer(|| self.unlock());
+        self.mu.lock();
+        // The fix deletes this deferred unlock...
+        let deferred = !self.variant.fixed();
+        let _unlock = defer(|| {
+            if deferred {
+                self.mu.unlock()
+            }
+        });
         self.updatec.close();
+        // ...and unlocks here instead, before waiting for the coalescing goroutine.
+        if self.variant.fixed() {
+            self.mu.unlock();
+        }
         self.donec.recv();
     }
 
@@ -90,7 +85,7 @@ impl WatchBroadcasts {
     }
 }
 
-/// `TestEtcd6873`.
+/// GoKer's `TestEtcd` (in `etcd6873_test.go`).
 fn test_etcd6873(variant: Variant) {
     let wbs = new_watch_broadcasts(variant);
     wbs.update(WatchBroadcast);
