@@ -19,19 +19,18 @@ inventory::submit! {
         walkthrough: include_str!("kubernetes_58107.md"),
         goker: Some("gobench/goker/blocking/kubernetes/58107"),
         asplos: Some("blocking-bugs/kubernetes/010a127314a935d8d038f8dd4559fc5b249813e4.txt"),
-        source: Source::Goker,
+        source: Source::Diff("010a1273"),
         fix: Fix::Upstream("010a1273"),
         file: file!(),
         // With bound 3 (or 2) loom's search neither finds the bug nor finishes the fixed
-        // variant in 20 000 executions; with bound 1 it finds the bug (110) and covers the
-        // fixed variant exhaustively (636).
+        // variant within the budget; with bound 1 it does both.
         budget: Budget { preemption_bound: Some(1), ..Budget::DEFAULT },
         ..Bug::DEFAULT
     }
 }
 
-/// A work queue (`workqueue.Type`, reduced to what the controller uses): `Get` blocks until
-/// an item is queued or the queue is shut down.
+/// client-go's work queue (`workqueue.Type`, reduced to what the controller uses): `Get`
+/// blocks until an item is queued or the queue is shut down.
 struct Type {
     cond: Cond,
     queue: Shared<VecDeque<&'static str>>,
@@ -93,24 +92,24 @@ struct ResourceQuotaController {
 impl ResourceQuotaController {
     fn worker(self: &Arc<Self>, queue: impl Fn(&Self) -> &Type) {
         let work_func = || -> bool {
-            let locked_first = !self.variant.fixed();
-            if locked_first {
+            // Before the fix: the read lock is taken before `Get`, so an idle worker holds it.
+            let _runlock = if !self.variant.fixed() {
                 self.worker_lock.rlock();
-            }
-            let _runlock = defer(|| {
-                if locked_first {
-                    self.worker_lock.runlock()
-                }
-            });
+                Some(defer(|| self.worker_lock.runlock()))
+            } else {
+                None
+            };
             let (key, quit) = queue(self).get(); // an idle worker waits here
             if quit {
                 return true;
             }
-            // The fix: take the read lock only once there is work, after Get.
-            let _runlock_fixed = (!locked_first).then(|| {
+            // The fix: the read lock is taken only once there is work, after `Get`.
+            let _runlock = if self.variant.fixed() {
                 self.worker_lock.rlock();
-                defer(|| self.worker_lock.runlock())
-            });
+                Some(defer(|| self.worker_lock.runlock()))
+            } else {
+                None
+            };
             self.sync_handler(key.expect("an item unless quit"));
             false
         };

@@ -21,14 +21,15 @@ inventory::submit! {
         source: Source::Goker,
         fix: Fix::Upstream("82afb7ab"),
         file: file!(),
-        // Bound 3 does not finish the fixed variant's search in 20 000 executions; bound 2
-        // does (8 080), and still finds the bug.
+        // Bound 3 does not finish the fixed variant's search within the budget; bound 2 does,
+        // and still finds the bug.
         budget: Budget { preemption_bound: Some(2), ..Budget::DEFAULT },
         ..Bug::DEFAULT
     }
 }
 
-/// spdystream's `Connection` (only its close notification matters here).
+/// spdystream's `Connection` (only its close notification matters here: `Serve` closes
+/// `closeChan` once its read loop ends).
 struct Connection {
     close_chan: Chan<bool>,
 }
@@ -36,7 +37,7 @@ struct Connection {
 /// spdystream's `idleAwareFramer`: a frame writer that resets an idle timer on every write.
 struct IdleAwareFramer {
     /// A channel, or nil once the framer is closed; guarded by `write_lock`.
-    reset_chan: Shared<Chan<bool>>,
+    reset_chan: Shared<Chan<()>>,
     write_lock: Mutex,
     conn: Connection,
     variant: Variant,
@@ -73,12 +74,14 @@ impl IdleAwareFramer {
         if reset_chan.is_nil() {
             return;
         }
-        reset_chan.send(true); // blocks holding writeLock
+        reset_chan.send(()); // blocks holding writeLock
     }
 }
 
 fn new_idle_aware_framer(variant: Variant) -> Arc<IdleAwareFramer> {
     Arc::new(IdleAwareFramer {
+        // Upstream's buffer holds 2; GoKer's channel (and this one) holds none, which stands
+        // for a buffer already full.
         reset_chan: Shared::new(Chan::new(0).named("resetChan")).named("resetChan"),
         write_lock: Mutex::new().named("writeLock"),
         conn: Connection {
@@ -93,9 +96,10 @@ fn test_kubernetes6632(variant: Variant) {
     let i = new_idle_aware_framer(variant);
 
     let (i1, i2, i3) = (i.clone(), i.clone(), i);
+    // GoKer's helper goroutine; it sends on `closeChan` where upstream's `Serve` closes it.
     go_named("TestKubernetes6632.func1", move || {
         i1.conn.close_chan.send(true);
-    }); // helper goroutine
+    });
     go_named("monitor", move || i2.monitor()); // G1
     go_named("WriteFrame", move || i3.write_frame()); // G2
 }

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use primitives::sync::Once;
 use primitives::time::{Ticker, Timer};
 use primitives::{defer, go_named, select, Chan};
 
@@ -19,14 +20,15 @@ inventory::submit! {
         goker: Some("gobench/goker/blocking/kubernetes/70277"),
         asplos: None,
         source: Source::Goker,
-        fix: Fix::Upstream("#70277"),
+        fix: Fix::Upstream("2306eb41"),
         file: file!(),
         ..Bug::DEFAULT
     }
 }
 
-/// `wait.ForeverTestTimeout`: 20 s upstream, shrunk to 20 ms so that the 1 ms ticker below
-/// ticks 20 times rather than 20 000 before the poller's timeout ends it.
+/// `wait.ForeverTestTimeout`: 30 s upstream (20 s in GoKer's kernel), shrunk to 20 ms so that
+/// the 1 ms ticker below ticks 20 times rather than thousands before the poller's timeout
+/// ends it.
 const FOREVER_TEST_TIMEOUT: Duration = Duration::from_millis(20);
 
 /// `wait.ErrWaitTimeout`.
@@ -42,10 +44,12 @@ fn wait_for(
     variant: Variant,
 ) -> Result<(), ErrWaitTimeout> {
     if variant.fixed() {
-        // The fix: the poller is given a channel of WaitFor's own, closed when it returns,
-        // and the caller's `done` is watched here instead.
+        // The fix: the poller is given a channel of WaitFor's own, closed (once) when WaitFor
+        // returns or when the caller's `done` is closed; `done` is watched here instead.
         let stop_ch = Chan::new(0).named("stopCh");
-        let _close = defer(|| stop_ch.close());
+        let once = Once::new();
+        let close_ch = || once.do_(|| stop_ch.close());
+        let _close = defer(close_ch);
         let c = wait(stop_ch.clone());
         loop {
             select! {
@@ -57,7 +61,7 @@ fn wait_for(
                         return Err(ErrWaitTimeout);
                     }
                 },
-                recv(done) => return Err(ErrWaitTimeout),
+                recv(done) => close_ch(),
             }
         }
     }
@@ -71,7 +75,7 @@ fn wait_for(
             break;
         }
     }
-    Ok(())
+    Err(ErrWaitTimeout)
 }
 
 /// `wait.poller`: a `WaitFunc` whose goroutine ticks every `interval` until `timeout` has

@@ -88,8 +88,9 @@ fn test_kubernetes70892(variant: Variant) {
             .collect(),
     );
 
-    // A whole-list priority function: computes the scores of every node at once and
-    // replaces `results[i]` with them, unless they are there already.
+    // A whole-list priority function (GoKer's abstraction of an old-style `Function`):
+    // computes the scores of every node at once and replaces `results[i]` with them, unless
+    // they are there already.
     let run_priority_function = {
         let results = results.clone();
         move |i: usize| {

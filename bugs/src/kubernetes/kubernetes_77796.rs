@@ -24,8 +24,10 @@ inventory::submit! {
         walkthrough: include_str!("kubernetes_77796.md"),
         goker: Some("gobench/goker/nonblocking/kubernetes/77796"),
         asplos: None,
-        source: Source::Goker,
-        fix: Fix::Ours("TODO"),
+        source: Source::Test(
+            "kubernetes/apiserver pkg/storage/cacher/cacher_whitebox_test.go @ ecab80d4",
+        ),
+        fix: Fix::Upstream("3892f669"),
         file: file!(),
         ..Bug::DEFAULT
     }
@@ -41,9 +43,11 @@ type WatchCacheEvent = ();
 /// scratch space reused by every dispatch: only one goroutine at a time may dispatch.
 struct Cacher {
     rw_mutex: RwMutex,
-    watchers_buffer: Shared<Vec<CacheWatcher>>,
     incoming: Chan<WatchCacheEvent>,
     stop_ch: Chan<()>,
+    /// Guarded by the lock.
+    dispatching: Shared<bool>,
+    watchers_buffer: Shared<Vec<CacheWatcher>>,
 }
 
 impl Deref for Cacher {
@@ -54,21 +58,6 @@ impl Deref for Cacher {
 }
 
 impl Cacher {
-    /// Collects, under the lock, the watchers the event must go to.
-    fn start_dispatching(&self) {
-        self.lock();
-        let _unlock = defer(|| self.unlock());
-        // `c.watchersBuffer = c.watchersBuffer[:0]`, then the interested watchers appended.
-        self.watchers_buffer.write(|b| b.clear());
-    }
-
-    /// Sends the event to the collected watchers, without the lock.
-    fn dispatch_event(&self, _event: WatchCacheEvent) {
-        self.start_dispatching();
-        let watchers = self.watchers_buffer.read(|b| b.len());
-        for _watcher in 0..watchers {}
-    }
-
     /// The dispatcher goroutine: dispatches what arrives on `incoming` until stopped.
     fn dispatch_events(&self) {
         loop {
@@ -82,6 +71,31 @@ impl Cacher {
         }
     }
 
+    /// Sends the event to the watchers `startDispatching` collected, without the lock.
+    fn dispatch_event(&self, _event: WatchCacheEvent) {
+        self.start_dispatching();
+        let _finish = defer(|| self.finish_dispatching());
+        let watchers = self.watchers_buffer.read(|b| b.len());
+        for _watcher in 0..watchers {}
+    }
+
+    /// Collects, under the lock, the watchers the event must go to.
+    fn start_dispatching(&self) {
+        self.lock();
+        let _unlock = defer(|| self.unlock());
+        self.dispatching.set(true);
+        // `c.watchersBuffer = c.watchersBuffer[:0]`, then the interested watchers appended.
+        self.watchers_buffer.write(|b| b.clear());
+    }
+
+    /// Ends a dispatch, under the lock (it also stops the watchers whose stop was deferred
+    /// while dispatching; there are none here).
+    fn finish_dispatching(&self) {
+        self.lock();
+        let _unlock = defer(|| self.unlock());
+        self.dispatching.set(false);
+    }
+
     fn stop(&self) {
         self.stop_ch.close();
     }
@@ -90,9 +104,10 @@ impl Cacher {
 fn new_cacher_from_config() -> Arc<Cacher> {
     let cacher = Arc::new(Cacher {
         rw_mutex: RwMutex::new().named("Cacher"),
-        watchers_buffer: Shared::new(Vec::new()).named("c.watchersBuffer"),
         incoming: Chan::new(100).named("c.incoming"),
         stop_ch: Chan::new(0).named("c.stopCh"),
+        dispatching: Shared::new(false).named("c.dispatching"),
+        watchers_buffer: Shared::new(Vec::new()).named("c.watchersBuffer"),
     });
     let c = cacher.clone();
     go_named("Cacher.dispatchEvents", move || c.dispatch_events());
@@ -103,26 +118,30 @@ fn new_test_cacher() -> Arc<Cacher> {
     new_cacher_from_config()
 }
 
-/// `TestKubernetes77796` (`TestDispatchingBookmarkEventsWithConcurrentStop`, three rounds).
+/// `TestDispatchingBookmarkEventsWithConcurrentStop`, three rounds (GoKer's
+/// `TestKubernetes77796`).
 fn test_kubernetes77796(variant: Variant) {
     let cacher = new_test_cacher();
     let _stop = defer(|| cacher.stop());
     for _ in 0..3 {
-        let c = cacher.clone();
+        let wg = WaitGroup::new().named("wg");
         if variant.fixed() {
-            // Our fix: each round waits for its dispatch before the next one starts.
-            let wg = WaitGroup::new().named("wg");
-            wg.add(1);
-            let wg2 = wg.clone();
-            go_named("TestKubernetes77796.func1", move || {
+            wg.add(1); // upstream: wg.Add(2), with the w.Stop() goroutine
+        }
+        let (c, wg2) = (cacher.clone(), wg.clone());
+        go_named(
+            "TestDispatchingBookmarkEventsWithConcurrentStop.func1",
+            move || {
                 c.dispatch_event(());
-                wg2.done();
-            });
-            time::sleep(Duration::from_millis(10));
+                if variant.fixed() {
+                    wg2.done();
+                }
+            },
+        );
+        // The round waits for its watcher's result channel (or a 1 s timeout).
+        time::sleep(Duration::from_millis(10));
+        if variant.fixed() {
             wg.wait();
-        } else {
-            go_named("TestKubernetes77796.func1", move || c.dispatch_event(()));
-            time::sleep(Duration::from_millis(10));
         }
     }
 }

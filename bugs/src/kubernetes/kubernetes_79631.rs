@@ -185,9 +185,9 @@ fn new_priority_queue_with_clock(clock: Box<dyn Clock>) -> Arc<PriorityQueue> {
     pq
 }
 
-/// apimachinery's `wait.BackoffUntil` with a fixed period: run `f`, wait a period (or
-/// `stop`), again.
-fn backoff_until(f: &dyn Fn(), period: Duration, stop_ch: &Chan<()>) {
+/// apimachinery's `wait.JitterUntil`, sliding, with no jitter: run `f`, then wait a period
+/// (or `stop`), again.
+fn jitter_until(f: &dyn Fn(), period: Duration, stop_ch: &Chan<()>) {
     loop {
         select! {
             recv(stop_ch) => return,
@@ -204,10 +204,7 @@ fn backoff_until(f: &dyn Fn(), period: Duration, stop_ch: &Chan<()>) {
     }
 }
 
-fn jitter_until(f: &dyn Fn(), period: Duration, stop_ch: &Chan<()>) {
-    backoff_until(f, period, stop_ch)
-}
-
+/// apimachinery's `wait.Until`.
 fn until(f: &dyn Fn(), period: Duration, stop_ch: &Chan<()>) {
     jitter_until(f, period, stop_ch)
 }

@@ -1,6 +1,5 @@
 #![doc = include_str!("kubernetes_80284.md")]
 
-use std::ops::Deref;
 use std::sync::Arc;
 
 use primitives::sync::{Mutex, WaitGroup};
@@ -20,7 +19,7 @@ inventory::submit! {
         goker: Some("gobench/goker/nonblocking/kubernetes/80284"),
         asplos: None,
         source: Source::Goker,
-        fix: Fix::Upstream("#80284"),
+        fix: Fix::Upstream("7518a44b"),
         file: file!(),
         ..Bug::DEFAULT
     }
@@ -33,29 +32,33 @@ fn new_dialer() -> Arc<Dialer> {
     Arc::new(Dialer)
 }
 
-/// The exec credential plugin's `Authenticator`. Its `mu` guards the plugin's state; the
-/// `onRotate` callback (the method value `d.CloseAll`) is kept as the dialer it is bound to.
+/// `onRotateListWarningLength`, added by the fix.
+const ON_ROTATE_LIST_WARNING_LENGTH: usize = 1000;
+
+/// The exec credential plugin's `Authenticator`. Its `mu` guards the cached credentials (and,
+/// after the fix, the rotation callbacks). A callback (the method value `d.CloseAll`) is kept
+/// as the dialer it is bound to.
 struct Authenticator {
     mu: Mutex,
+    /// Before the fix: `onRotate func()`, the `CloseAll` of the last dialer made.
     on_rotate: Shared<Option<Arc<Dialer>>>,
+    /// After the fix: `onRotateList []func()`, the `CloseAll` of every dialer made.
+    on_rotate_list: Shared<Vec<Arc<Dialer>>>,
     variant: Variant,
-}
-
-impl Deref for Authenticator {
-    type Target = Mutex;
-    fn deref(&self) -> &Mutex {
-        &self.mu
-    }
 }
 
 impl Authenticator {
     fn update_transport_config(&self) {
         let d = new_dialer();
         if self.variant.fixed() {
-            // The fix: the assignment happens under the authenticator's lock.
-            self.lock();
-            let _unlock = defer(|| self.unlock());
-            self.on_rotate.set(Some(d));
+            // The fix: append to the list under the authenticator's lock.
+            self.mu.lock();
+            let _unlock = defer(|| self.mu.unlock());
+            self.on_rotate_list.write(|l| l.push(d));
+            let on_rotate_list_length = self.on_rotate_list.read(|l| l.len());
+            if on_rotate_list_length > ON_ROTATE_LIST_WARNING_LENGTH {
+                // klog.Warningf: many clients built from one exec auth config.
+            }
         } else {
             self.on_rotate.set(Some(d));
         }
@@ -66,6 +69,7 @@ fn new_authenticator(variant: Variant) -> Arc<Authenticator> {
     Arc::new(Authenticator {
         mu: Mutex::new().named("a.mu"),
         on_rotate: Shared::new(None).named("a.onRotate"),
+        on_rotate_list: Shared::new(Vec::new()).named("a.onRotateList"),
         variant,
     })
 }
