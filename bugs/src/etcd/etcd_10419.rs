@@ -14,8 +14,8 @@ inventory::submit! {
         expected: primitives::Verdict::Deadlock,
         kernel: test_restore_continue_unfinished_compaction,
         walkthrough: include_str!("etcd_10419.md"),
-        source: Source::Description("https://github.com/etcd-io/etcd/pull/10419"),
-        fix: Fix::Upstream("#10419"),
+        source: Source::Diff("6e8913b0"),
+        fix: Fix::Upstream("6e8913b0"),
         file: file!(),
         ..Bug::DEFAULT
     }
@@ -40,6 +40,7 @@ struct Store {
     variant: Variant,
 }
 
+/// `NewStore`: makes the store and restores it from the backend.
 fn new_store(b: Backend, variant: Variant) -> Store {
     let s = Store {
         mu: RwMutex::new().named("store.mu"),
@@ -50,7 +51,7 @@ fn new_store(b: Backend, variant: Variant) -> Store {
         variant,
     };
     if s.variant.fixed() {
-        // The fix: restore is always called with s.mu held.
+        // The fix: `restore` now runs with `s.mu` held on this path too.
         s.mu.lock();
         let _unlock = defer(|| s.mu.unlock());
         s.restore();
@@ -61,21 +62,24 @@ fn new_store(b: Backend, variant: Variant) -> Store {
 }
 
 impl Store {
-    /// `store.Put`, reduced to what it does to the revisions.
+    /// `Put`, through `Write()` (read-locks `mu`), `storeTxnWrite.Put` (writes the key at
+    /// revision beginRev+1) and `End` (bumps `currentRev` under `revMu`, read-unlocks `mu`).
     fn put(&self) {
         self.mu.rlock();
-        let _runlock = defer(|| self.mu.runlock());
+        let begin_rev = self.current_rev.get();
+        self.b.last_rev.set(begin_rev + 1);
         self.rev_mu.lock();
         self.current_rev.set(self.current_rev.get() + 1);
-        self.b.last_rev.set(self.current_rev.get());
         self.rev_mu.unlock();
+        self.mu.runlock();
     }
 
-    /// `store.Compact` as it was: it takes `mu` itself.
+    /// `Compact`, as it was before the fix: it takes `mu` itself.
     fn compact(&self, rev: i64) -> Result<(), &'static str> {
         self.mu.lock();
         self.rev_mu.lock();
         if rev <= self.compact_main_rev.get() {
+            // (schedules a compactBarrier)
             self.mu.unlock();
             self.rev_mu.unlock();
             return Err("mvcc: required revision has been compacted");
@@ -86,16 +90,19 @@ impl Store {
             return Err("mvcc: required revision is a future revision");
         }
         self.compact_main_rev.set(rev);
+        // The compaction is persisted as scheduled before it runs.
+        self.b.scheduled_compact.set(rev);
         self.mu.unlock();
         self.rev_mu.unlock();
         // (the index compaction is then scheduled on the FIFO scheduler)
         Ok(())
     }
 
-    /// The fix's `updateCompactRev` followed by `compact`: the caller holds `mu`.
-    fn compact_lockfree(&self, rev: i64) -> Result<(), &'static str> {
+    /// The fix's `updateCompactRev`: `Compact`'s checks and record, without `mu`.
+    fn update_compact_rev(&self, rev: i64) -> Result<(), &'static str> {
         self.rev_mu.lock();
         if rev <= self.compact_main_rev.get() {
+            // (schedules a compactBarrier)
             self.rev_mu.unlock();
             return Err("mvcc: required revision has been compacted");
         }
@@ -104,11 +111,20 @@ impl Store {
             return Err("mvcc: required revision is a future revision");
         }
         self.compact_main_rev.set(rev);
+        self.b.scheduled_compact.set(rev);
         self.rev_mu.unlock();
         Ok(())
     }
 
-    /// `store.Restore`: rebuilds the store from a backend, holding `mu` throughout.
+    /// The fix's `compactLockfree`: `updateCompactRev`, then `compact` (which schedules the
+    /// index compaction; left out), for callers that hold `mu`.
+    fn compact_lockfree(&self, rev: i64) -> Result<(), &'static str> {
+        self.update_compact_rev(rev)?;
+        // (s.compact(rev))
+        Ok(())
+    }
+
+    /// `Restore`: rebuilds the store from a backend, holding `mu` throughout.
     fn restore_from_backend(&self) {
         self.mu.lock();
         let _unlock = defer(|| self.mu.unlock());
@@ -118,14 +134,14 @@ impl Store {
         self.restore();
     }
 
-    /// `store.restore`: replays the backend, then resumes an unfinished compaction.
+    /// `restore`: replays the backend, then resumes an unfinished compaction.
     fn restore(&self) {
-        // Replaying the key bucket brings currentRev back to the last revision written.
-        let last_rev = self.b.last_rev.get();
-        if last_rev > self.current_rev.get() {
-            self.current_rev.set(last_rev);
+        let mut scheduled_compact = self.b.scheduled_compact.get();
+        // Replaying the key bucket brings currentRev to the last revision written.
+        self.current_rev.set(self.b.last_rev.get().max(1));
+        if scheduled_compact <= self.compact_main_rev.get() {
+            scheduled_compact = 0;
         }
-        let scheduled_compact = self.b.scheduled_compact.get();
         if scheduled_compact != 0 {
             let _ = if self.variant.fixed() {
                 self.compact_lockfree(scheduled_compact)

@@ -20,7 +20,7 @@ inventory::submit! {
         goker: Some("gobench/goker/blocking/etcd/10492"),
         asplos: None,
         source: Source::Goker,
-        fix: Fix::Upstream("#10492"),
+        fix: Fix::Upstream("e20b9d9e"),
         file: file!(),
         ..Bug::DEFAULT
     }
@@ -49,25 +49,36 @@ impl Lessor {
         self.cp.set(Some(cp));
     }
 
+    /// `Renew`, reduced to its locking and the checkpointer call.
     fn renew(&self) {
         if self.variant.fixed() {
-            // The fix: decide under the read lock, call the checkpointer with no lock held,
-            // then take the write lock only to refresh the lease.
             self.mu.rlock();
-            let clear_remaining_ttl = self.cp.read(Option::is_some);
-            self.mu.runlock();
-            if clear_remaining_ttl {
-                let cp = self.cp.get().expect("checked above");
-                cp(&context::background());
-            }
+        } else {
             self.mu.lock();
-            self.mu.unlock();
-            return;
         }
-        self.mu.lock();
-        let _unlock = defer(|| self.mu.unlock());
-        if let Some(cp) = self.cp.get() {
-            cp(&context::background()); // ends in checkpoint(), which locks mu again
+        // Buggy: the write lock is held until `Renew` returns (Go's deferred `unlock()`).
+        let _unlock = defer(|| {
+            if !self.variant.fixed() {
+                self.mu.unlock()
+            }
+        });
+        // (isPrimary, the lease lookup)
+        // `le.cp != nil && l.remainingTTL > 0`: the test's lease has a remaining TTL.
+        let clear_remaining_ttl = self.cp.read(Option::is_some);
+        if self.variant.fixed() {
+            self.mu.runlock();
+        }
+        // (the wait on an expired lease)
+        if clear_remaining_ttl {
+            let cp = self.cp.get().expect("checked above");
+            cp(&context::background()); // ends in checkpoint(), which write-locks mu
+        }
+        if self.variant.fixed() {
+            self.mu.lock();
+        }
+        // (l.refresh(0), heap.Push(&le.leaseHeap, item))
+        if self.variant.fixed() {
+            self.mu.unlock();
         }
     }
 }

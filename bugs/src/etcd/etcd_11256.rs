@@ -24,8 +24,12 @@ inventory::submit! {
             timers: Some(TimerMode::Lazy),
             ..Budget::DEFAULT
         },
-        source: Source::Description("https://github.com/etcd-io/etcd/issues/11256"),
-        fix: Fix::Ours("TODO"),
+        source: Source::Test("etcd-io/etcd raft/node_test.go @ bcc14712"),
+        fix: Fix::Ours(
+            "upstream has none: #11256 was closed without a change, its PR #11303 was closed \
+             unmerged (stale), and the send is still inside the loop in etcd-io/raft's \
+             node_test.go (cdfbeed)",
+        ),
         file: file!(),
         ..Bug::DEFAULT
     }

@@ -21,7 +21,7 @@ inventory::submit! {
         // Enough for loom to finish its search of the fixed variant at preemption bound 3.
         budget: Budget { loom: 30_000, ..Budget::DEFAULT },
         source: Source::Goker,
-        fix: Fix::Upstream("#3077"),
+        fix: Fix::Upstream("7f95780b"),
         file: file!(),
         ..Bug::DEFAULT
     }

@@ -49,25 +49,24 @@ impl Client {
     /// `Close`: shuts down the client's etcd connections.
     fn close(&self) -> Result<(), &'static str> {
         self.mu.lock();
-        if self.variant.fixed() {
-            let Some(cancel) = self.cancel.write(|c| c.take()) else {
+        // Buggy: `defer c.mu.Unlock()`, so `mu` stays held while the watcher is closed.
+        let _unlock = defer(|| {
+            if !self.variant.fixed() {
+                self.mu.unlock()
+            }
+        });
+        if self.cancel.read(Option::is_none) {
+            if self.variant.fixed() {
                 self.mu.unlock();
-                return Ok(());
-            };
-            cancel.call();
-            self.mu.unlock();
-        } else {
-            let _unlock = defer(|| self.mu.unlock());
-            let Some(cancel) = self.cancel.write(|c| c.take()) else {
-                return Ok(());
-            };
-            cancel.call();
-            return self.close_watcher_and_conn();
+            }
+            return Ok(());
         }
-        self.close_watcher_and_conn()
-    }
-
-    fn close_watcher_and_conn(&self) -> Result<(), &'static str> {
+        // c.cancel(); c.cancel = nil
+        let cancel = self.cancel.write(Option::take).expect("checked above");
+        cancel.call();
+        if self.variant.fixed() {
+            self.mu.unlock();
+        }
         let _ = self.watcher.get().expect("newClient sets it").close();
         // (c.Lease.Close(); c.conn.Close())
         Ok(())

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use primitives::sync::{AtomicI32, WaitGroup};
+use primitives::sync::WaitGroup;
 use primitives::time::Ticker;
 use primitives::{defer, go_named, Shared};
 
@@ -30,7 +30,7 @@ inventory::submit! {
              goroutine: one more thread than loom holds"
         ),
         source: Source::Goker,
-        fix: Fix::Upstream("#4876"),
+        fix: Fix::Upstream("91dc6b29"),
         file: file!(),
         ..Bug::DEFAULT
     }
@@ -38,10 +38,10 @@ inventory::submit! {
 
 /// The package-level variables of `v3rpc`, which tests overwrite to finish fast.
 struct V3rpc {
-    /// Before the fix: `ProgressReportInterval`, a plain `time.Duration` (10 minutes).
+    /// Before the fix: `ProgressReportInterval`, a `time.Duration` (10 minutes).
     progress_report_interval: Shared<Duration>,
-    /// After the fix: `ProgressReportIntervalMilliseconds`, an `int32` set with atomic stores.
-    progress_report_interval_milliseconds: AtomicI32,
+    /// After the fix: `ProgressReportIntervalMilliseconds`, an `int32` (10 minutes).
+    progress_report_interval_milliseconds: Shared<i32>,
     variant: Variant,
 }
 
@@ -53,7 +53,7 @@ struct ServerWatchStream {
 impl ServerWatchStream {
     fn send_loop(&self) {
         let interval = if self.v3rpc.variant.fixed() {
-            let ms = self.v3rpc.progress_report_interval_milliseconds.load();
+            let ms = self.v3rpc.progress_report_interval_milliseconds.get();
             Duration::from_millis(ms as u64)
         } else {
             self.v3rpc.progress_report_interval.get()
@@ -82,7 +82,8 @@ fn test_etcd4876(variant: Variant) {
     let v3rpc = Arc::new(V3rpc {
         progress_report_interval: Shared::new(Duration::from_secs(10 * 60))
             .named("ProgressReportInterval"),
-        progress_report_interval_milliseconds: AtomicI32::new(10 * 60 * 1000),
+        progress_report_interval_milliseconds: Shared::new(10 * 60 * 1000)
+            .named("ProgressReportIntervalMilliseconds"),
         variant,
     });
     let wg = WaitGroup::new();
@@ -93,13 +94,16 @@ fn test_etcd4876(variant: Variant) {
         let w = WatchServer {
             v3rpc: v3rpc.clone(),
         };
+        if v3rpc.variant.fixed() {
+            // The fix: the test sets the interval before the server starts (upstream with
+            // `atomic.StoreInt32`).
+            v3rpc.progress_report_interval_milliseconds.set(3 * 1000);
+        }
         let (wg2, wg3) = (wg1.clone(), wg1.clone());
         // The test speeds the progress reports up...
         go_named("setInterval", move || {
             let _done = defer(|| wg2.done());
-            if v3rpc.variant.fixed() {
-                v3rpc.progress_report_interval_milliseconds.store(3 * 1000);
-            } else {
+            if !v3rpc.variant.fixed() {
                 let test_interval = Duration::from_secs(3);
                 v3rpc.progress_report_interval.set(test_interval);
             }
