@@ -19,7 +19,7 @@ inventory::submit! {
         walkthrough: include_str!("grpc_1275.md"),
         goker: Some("gobench/goker/blocking/grpc/1275"),
         source: Source::Goker,
-        fix: Fix::Upstream("#1275"),
+        fix: Fix::Upstream("7df48bee"),
         file: file!(),
         ..Bug::DEFAULT
     }
@@ -107,7 +107,7 @@ impl Http2Client {
     }
 }
 
-/// `TestGrpc1275` (upstream's `TestInflightStreamClosing`).
+/// `TestInflightStreamClosing`, added by the fix (GoKer's `testInflightStreamClosing`).
 fn test_grpc1275(variant: Variant) {
     let client = Http2Client { variant };
     let stream = client.new_stream();

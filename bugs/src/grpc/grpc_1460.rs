@@ -19,8 +19,8 @@ inventory::submit! {
         kernel: test_grpc1460,
         walkthrough: include_str!("grpc_1460.md"),
         goker: Some("gobench/goker/blocking/grpc/1460"),
-        source: Source::Goker,
-        fix: Fix::Upstream("#1460"),
+        source: Source::Diff("c29d6389"),
+        fix: Fix::Upstream("c29d6389"),
         file: file!(),
         budget: Budget { preemption_bound: Some(2), ..Budget::DEFAULT },
         ..Bug::DEFAULT
@@ -105,9 +105,15 @@ impl Http2Client {
 
     fn close(&self) {
         self.mu.lock();
-        // Marking the transport as closing is left out.
+        // Checking and marking the transport's state is left out.
         self.mu.unlock();
         self.shutdown_chan.close();
+        // Closing the connection is left out.
+        self.mu.lock();
+        let streams = self.active_streams.with_mut(std::mem::take);
+        self.mu.unlock();
+        // Notifying each of `streams` is left out.
+        drop(streams);
     }
 }
 

@@ -41,10 +41,12 @@ struct ServerHandlerTransport {
     closed_ch: Chan<()>,
     /// Code to run in the ServeHTTP goroutine; closed by `WriteStatus`.
     writes: Chan<WriteFn>,
-    /// Buggy: guards `stream_done`. Fixed: `writeStatusMu`, held for all of `WriteStatus`.
+    /// `mu`, guarding `stream_done` (the buggy version; the fix deletes both).
     mu: Mutex,
-    /// Whether `WriteStatus` has been called and `writes` closed (buggy only).
+    /// `streamDone`: whether `WriteStatus` has been called and `writes` closed.
     stream_done: Shared<bool>,
+    /// `writeStatusMu`, held for all of `WriteStatus` (added by the fix).
+    write_status_mu: Mutex,
     did_common_headers: Shared<bool>,
     variant: Variant,
 }
@@ -56,7 +58,7 @@ impl ServerHandlerTransport {
 
     /// Runs `f` in the ServeHTTP goroutine.
     fn do_(&self, f: WriteFn) -> Result<(), ErrConnClosing> {
-        // Avoid a panic writing to a closed channel. Imperfect but maybe good enough.
+        // Checks closedCh first; nothing here can tell that `writes` is closed.
         select! {
             recv(self.closed_ch) => Err(ErrConnClosing),
             default => select! {
@@ -67,20 +69,20 @@ impl ServerHandlerTransport {
     }
 
     fn write_status(self: &Arc<Self>) -> Result<(), ErrConnClosing> {
-        let fixed = self.variant.fixed();
-        self.mu.lock();
-        let _unlock = defer(|| {
-            if fixed {
-                self.mu.unlock()
-            }
-        });
-        if !fixed {
+        let _unlock;
+        if self.variant.fixed() {
+            // The fix: block concurrent WriteStatus calls for the whole call.
+            self.write_status_mu.lock();
+            _unlock = Some(defer(|| self.write_status_mu.unlock()));
+        } else {
+            self.mu.lock();
             if self.stream_done.get() {
                 self.mu.unlock();
                 return Ok(());
             }
             self.stream_done.set(true);
             self.mu.unlock();
+            _unlock = None;
         }
 
         let ht = self.clone();
@@ -89,7 +91,7 @@ impl ServerHandlerTransport {
             // Flushing and the status trailers are left out.
         }));
 
-        if fixed {
+        if self.variant.fixed() {
             if err.is_ok() {
                 // The fix: close the transport first, so a later do sees closedCh.
                 self.close();
@@ -147,7 +149,8 @@ impl ServerHandlerTransport {
     }
 }
 
-/// `TestGrpc1687` (upstream's `TestHandlerTransport_HandleStreams_WriteStatusWrite`).
+/// GoKer's `TestGrpc1687`: upstream's `TestHandlerTransport_HandleStreams_WriteStatusWrite`, added
+/// by the fix, with GoKer's sleep.
 fn test_grpc1687(variant: Variant) {
     let ht = Arc::new(ServerHandlerTransport {
         close_once: Once::new(),
@@ -155,6 +158,7 @@ fn test_grpc1687(variant: Variant) {
         writes: Chan::new(0).named("writes"),
         mu: Mutex::new().named("mu"),
         stream_done: Shared::new(false).named("streamDone"),
+        write_status_mu: Mutex::new().named("writeStatusMu"),
         did_common_headers: Shared::new(false).named("didCommonHeaders"),
         variant,
     });

@@ -19,8 +19,8 @@ inventory::submit! {
         kernel: test_grpc1748,
         walkthrough: include_str!("grpc_1748.md"),
         goker: Some("gobench/goker/nonblocking/grpc/1748"),
-        source: Source::Goker,
-        fix: Fix::Upstream("#1748"),
+        source: Source::Test("grpc/grpc-go clientconn_test.go @ f4b52376"),
+        fix: Fix::Upstream("6610f9a3"),
         file: file!(),
         budget: Budget { loom: 25_000, ..Budget::DEFAULT },
         ..Bug::DEFAULT
@@ -80,7 +80,19 @@ struct AddrConn {
 }
 
 impl AddrConn {
-    fn connect(self: &Arc<Self>) {
+    fn connect(self: &Arc<Self>) -> Result<(), ErrConnClosing> {
+        self.mu.lock();
+        if self.state.get() == State::Shutdown {
+            self.mu.unlock();
+            return Err(ErrConnClosing);
+        }
+        if self.state.get() != State::Idle {
+            self.mu.unlock();
+            return Ok(());
+        }
+        self.state.set(State::Connecting);
+        self.mu.unlock();
+        // Start connecting in a goroutine of its own.
         let ac = self.clone();
         go_named("connect.func1", move || {
             if ac.reset_transport().is_err() {
@@ -88,6 +100,7 @@ impl AddrConn {
             }
             ac.transport_monitor();
         });
+        Ok(())
     }
 
     fn reset_transport(&self) -> Result<(), ErrConnClosing> {
@@ -180,17 +193,17 @@ fn dial(pkg: &Arc<Package>, listener: &Chan<()>) -> Arc<ClientConn> {
     cc.conns
         .write(|c| c.as_mut().expect("open").push(ac.clone()));
     cc.mu.unlock();
-    ac.connect();
+    let _ = ac.connect();
     cc
 }
 
-/// `TestGrpc1748` (upstream's `TestCloseConnectionWhenServerPrefaceNotReceived`, shrunk).
+/// Upstream's `TestCloseConnectionWhenServerPrefaceNotReceived`, shrunk (GoKer's `TestGrpc1748`).
 fn test_grpc1748(variant: Variant) {
     let pkg = Arc::new(Package {
         min_connect_timeout: Shared::new(Duration::from_secs(20)).named("minConnectTimeout"),
     });
     let mct_bkp = pkg.min_connect_timeout.get();
-    // "Call this only after transportMonitor goroutine has ended."
+    // Upstream's comment asks for this to run only once transportMonitor has ended.
     let restore = pkg.clone();
     let _restore = defer(move || restore.min_connect_timeout.set(mct_bkp));
     pkg.min_connect_timeout.set(Duration::from_millis(500));

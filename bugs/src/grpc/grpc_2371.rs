@@ -18,8 +18,8 @@ inventory::submit! {
         kernel: test_grpc2371,
         walkthrough: include_str!("grpc_2371.md"),
         goker: Some("gobench/goker/nonblocking/grpc/2371"),
-        source: Source::Goker,
-        fix: Fix::Upstream("#2371"),
+        source: Source::Diff("cb116274"),
+        fix: Fix::Upstream("cb116274"),
         file: file!(),
         budget: Budget { loom: 25_000, ..Budget::DEFAULT },
         ..Bug::DEFAULT
@@ -54,9 +54,20 @@ impl CcBalancerWrapper {
     }
 }
 
+/// `newCCBalancerWrapper` (building the balancer and its goroutine is left out).
+fn new_cc_balancer_wrapper() -> Arc<CcBalancerWrapper> {
+    Arc::new(CcBalancerWrapper {
+        resolver_update_ch: Chan::new(1).named("resolverUpdateCh"),
+    })
+}
+
 /// The ClientConn's side of the resolver (`ccResolverWrapper`).
 struct CcResolverWrapper {
     cc: Arc<ClientConn>,
+    /// `scCh`: service configs from the resolver, the latest one kept.
+    sc_ch: Chan<()>,
+    /// `done`: closed by `close`.
+    done: Chan<()>,
 }
 
 impl CcResolverWrapper {
@@ -65,9 +76,38 @@ impl CcResolverWrapper {
         go_named("ccResolverWrapper.watcher", move || ccr.watcher());
     }
 
-    /// The resolver delivers a new service config.
+    /// Hands the resolver's updates to the ClientConn, one at a time, until `done`.
     fn watcher(&self) {
-        self.cc.handle_service_config();
+        loop {
+            select! {
+                recv(self.done) => return,
+                default => {},
+            }
+            select! {
+                recv(self.sc_ch) => {
+                    select! {
+                        recv(self.done) => return,
+                        default => {},
+                    }
+                    self.cc.handle_service_config();
+                },
+                recv(self.done) => return,
+            }
+        }
+    }
+
+    fn close(&self) {
+        // Closing the resolver itself is left out.
+        self.done.close();
+    }
+
+    /// `NewServiceConfig`: what the resolver calls to deliver a service config.
+    fn new_service_config(&self) {
+        select! {
+            recv(self.sc_ch) => {},
+            default => {},
+        }
+        self.sc_ch.send(());
     }
 }
 
@@ -83,23 +123,42 @@ struct ClientConn {
 
 impl ClientConn {
     fn handle_service_config(&self) {
+        // Parsing the config is left out.
         self.mu.lock();
         if self.variant.fixed() && self.conns.read(|c| c.is_none()) {
             // The fix: the ClientConn is closed; its wrappers are nil.
             self.mu.unlock();
             return;
         }
-        // The new config switches balancer; the new one is told the current addresses.
+        // The config names a new balancer: switch to it and tell it the current addresses.
+        self.switch_balancer();
         deref(self.balancer_wrapper.get()).handle_resolved_addrs();
         self.mu.unlock();
     }
 
+    fn switch_balancer(&self) {
+        if self.conns.read(|c| c.is_none()) {
+            return;
+        }
+        // Closing the old balancer (none here) is left out.
+        self.balancer_wrapper.set(Some(new_cc_balancer_wrapper()));
+    }
+
     fn close(&self) {
         self.mu.lock();
+        if self.conns.read(|c| c.is_none()) {
+            self.mu.unlock();
+            return;
+        }
         self.conns.set(None);
+        let r_wrapper = self.resolver_wrapper.get();
         self.resolver_wrapper.set(None);
         self.balancer_wrapper.set(None);
         self.mu.unlock();
+        if let Some(r_wrapper) = r_wrapper {
+            r_wrapper.close();
+        }
+        // Closing the balancer wrapper and the connections is left out.
     }
 }
 
@@ -111,20 +170,26 @@ fn dial_context(variant: Variant) -> Arc<ClientConn> {
         resolver_wrapper: Shared::new(None).named("ClientConn.resolverWrapper"),
         variant,
     });
-    let ccr = Arc::new(CcResolverWrapper { cc: cc.clone() });
+    let ccr = Arc::new(CcResolverWrapper {
+        cc: cc.clone(),
+        sc_ch: Chan::new(1).named("scCh"),
+        done: Chan::new(0).named("done"),
+    });
     cc.resolver_wrapper.set(Some(ccr.clone()));
-    cc.balancer_wrapper.set(Some(Arc::new(CcBalancerWrapper {
-        resolver_update_ch: Chan::new(1).named("resolverUpdateCh"),
-    })));
+    // No balancer yet: the first address list or service config builds one.
     ccr.start();
     cc
 }
 
-/// `TestGrpc2371` (upstream's `TestResolverServiceConfigWhileClosingNotPanic`).
+/// Upstream's `TestResolverServiceConfigWhileClosingNotPanic`, added by the fix, with GoKer's
+/// sleep (GoKer's `TestGrpc2371`).
 fn test_grpc2371(variant: Variant) {
     for _ in 0..DIALS {
         let cc = dial_context(variant);
+        // The manual resolver the test registers reaches the ClientConn through its wrapper.
+        let r = cc.resolver_wrapper.get().expect("dialed");
         go_named("Close", move || cc.close());
+        go_named("NewServiceConfig", move || r.new_service_config());
     }
     time::sleep(Duration::from_millis(100));
 }
