@@ -19,15 +19,16 @@ inventory::submit! {
         kernel: test_moby22941,
         walkthrough: include_str!("moby_22941.md"),
         goker: Some("gobench/goker/nonblocking/moby/22941"),
+        asplos: Some("non-blocking-bugs/docker/1670914b8a56ab8e6ead38739fddb416b61e444f.txt"),
         source: Source::Goker,
-        fix: Fix::Upstream("#22941"),
+        fix: Fix::Upstream("1670914b"),
         file: file!(),
         ..Bug::DEFAULT
     }
 }
 
-/// The server's end of the in-memory connection (`net.Pipe`): its writers are serialised by
-/// `wrMu`.
+/// GoKer's stub of the server's end of the in-memory connection (`net.Pipe`): its writers
+/// are serialised by `wrMu`.
 struct Pipe {
     wr_mu: Mutex,
 }

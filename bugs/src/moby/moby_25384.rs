@@ -3,7 +3,7 @@
 use std::ops::Deref;
 use std::sync::Arc;
 
-use primitives::sync::{Mutex, WaitGroup};
+use primitives::sync::{RwMutex, WaitGroup};
 use primitives::{defer, go_named, GoMap};
 
 use crate::{Bug, Fix, Source, Variant};
@@ -32,18 +32,18 @@ struct Plugin {
     id: &'static str,
 }
 
-/// The plugin `Manager`, which embeds a `sync.Mutex` guarding `nameToID`.
+/// The plugin `Manager`, which embeds a `sync.RWMutex` guarding `nameToID`.
 struct Manager {
-    mutex: Mutex,
+    rw_mutex: RwMutex,
     plugins: Vec<Arc<Plugin>>,
     name_to_id: GoMap<&'static str, &'static str>,
     variant: Variant,
 }
 
 impl Deref for Manager {
-    type Target = Mutex;
-    fn deref(&self) -> &Mutex {
-        &self.mutex
+    type Target = RwMutex;
+    fn deref(&self) -> &RwMutex {
+        &self.rw_mutex
     }
 }
 
@@ -75,7 +75,7 @@ impl Manager {
 /// `TestMoby25384`.
 fn test_moby25384(variant: Variant) {
     let pm = Arc::new(Manager {
-        mutex: Mutex::new().named("Manager"),
+        rw_mutex: RwMutex::new().named("Manager"),
         plugins: vec![
             Arc::new(Plugin {
                 name: "p1",

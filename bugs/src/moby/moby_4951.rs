@@ -30,7 +30,7 @@ inventory::submit! {
 /// devmapper's `DeviceSet`, which embeds a `sync.Mutex`: the global lock.
 struct DeviceSet {
     mutex: Mutex,
-    /// Guards `infos` only, so lookups need not take the global lock.
+    /// Guards `infos` only (upstream's `MetaData.devicesLock`, from 70826e8b of the same PR).
     devices_lock: Mutex,
     infos: GoMap<&'static str, Arc<DevInfo>>,
     variant: Variant,
