@@ -147,7 +147,8 @@ pub struct Bug {
     pub budget: Budget,
     /// The walkthrough, in Markdown (also the module's documentation).
     pub walkthrough: &'static str,
-    /// The GoKer kernel's folder in timmyyuan/gobench, if there is one.
+    /// The GoKer kernel's folder in timmyyuan/gobench, if GoBench has one for this bug: a
+    /// reference for the reader. What the port is built from is `source`.
     pub goker: Option<&'static str>,
     /// The change's file in system-pclub/go-concurrency-bugs, if there is one.
     pub asplos: Option<&'static str>,

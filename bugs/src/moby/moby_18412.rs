@@ -17,7 +17,7 @@ inventory::submit! {
         walkthrough: include_str!("moby_18412.md"),
         // GoKer's kernel (gobench/goker/nonblocking/moby/18412) is another program: this one
         // is built from the upstream helper and its test (see the walkthrough).
-        goker: None,
+        goker: Some("gobench/goker/nonblocking/moby/18412"),
         asplos: Some("non-blocking-bugs/docker/2704fd9156bfb0fb8dc16c42902bb18ea5aa94a9.txt"),
         source: Source::Test("moby/moby pkg/integration/utils_test.go @ 580534ba"),
         fix: Fix::Upstream("2704fd91"),

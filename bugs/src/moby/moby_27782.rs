@@ -19,7 +19,7 @@ inventory::submit! {
         walkthrough: include_str!("moby_27782.md"),
         // GoKer has a kernel for this bug (gobench/goker/blocking/moby/27782), but this one is
         // not built from it: see the walkthrough's `## Mapping to upstream`.
-        goker: None,
+        goker: Some("gobench/goker/blocking/moby/27782"),
         asplos: Some("blocking-bugs/docker/a69a59ffc7e3d028a72d1195c2c1535f447eaa84.txt"),
         source: Source::Diff("a69a59ff"),
         fix: Fix::Upstream("a69a59ff"),
