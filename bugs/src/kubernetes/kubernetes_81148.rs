@@ -147,8 +147,9 @@ fn until(f: &dyn Fn(), stop_ch: &Chan<()>) {
     jitter_until(f, stop_ch)
 }
 
-/// The test helper: adds a pod to the unschedulable queue under the queue's lock. Since the
-/// fix it takes the `PodInfo` the test prepared instead of making one from the pod.
+/// The test helper: adds a pod to the unschedulable queue under the queue's lock. It takes the
+/// `PodInfo` as the fixed helper does (before the fix it took the pod and called `newPodInfo`
+/// itself; see the walkthrough's Deviations).
 fn add_or_update_unschedulable_pod(p: &PriorityQueue, p_info: Arc<PodInfo>) {
     p.lock.lock();
     let _unlock = defer(|| p.lock.unlock());
@@ -173,7 +174,8 @@ fn test_kubernetes81148(variant: Variant) {
             add_or_update_unschedulable_pod(&q, high_pod_info);
         } else {
             add_or_update_unschedulable_pod(&q, q.new_pod_info(high_pod.clone()));
-            // Reaches into the queue and moves the timestamp back, without the lock.
+            // `q.unschedulableQ.podInfoMap[GetPodFullName(highPod)].Timestamp = ...`: reaches into
+            // the queue and moves the timestamp back, without the lock.
             let key = get_pod_full_name(&high_pod);
             let p_info = q
                 .unschedulable_q

@@ -121,7 +121,7 @@ impl PersistentVolumeController {
 }
 
 /// apimachinery's `wait.JitterUntil`: run `f`, then wait a period (or `stop`), again. (The
-/// GoKer kernel polls without a period; see the walkthrough.)
+/// GoKer kernel spins without a period; see the walkthrough's Deviations.)
 fn jitter_until(f: &dyn Fn(), period: Duration, stop_ch: &Chan<()>) {
     loop {
         select! {
@@ -163,7 +163,7 @@ fn test_kubernetes82239(variant: Variant) {
 
     for test in &tests {
         let volume = if variant.fixed() {
-            // The fix: the controller's fake informer gets deep copies of the test's objects.
+            // The fix: `volume = volume.DeepCopy()` before the fake reactor and watch get it.
             test.initial_volumes[0].deep_copy()
         } else {
             test.initial_volumes[0].clone()

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use primitives::sync::Mutex;
+use primitives::sync::RwMutex;
 use primitives::{defer, go_named, Shared};
 
 use crate::{Bug, Fix, Loom, Source, Variant};
@@ -21,7 +21,7 @@ inventory::submit! {
         goker: Some("gobench/goker/nonblocking/kubernetes/82550"),
         asplos: None,
         source: Source::Goker,
-        fix: Fix::Ours("TODO"),
+        fix: Fix::Upstream("#82550"),
         file: file!(),
         ..Bug::DEFAULT
     }
@@ -34,7 +34,8 @@ struct DockerConfigEntry;
 /// `DockerConfig`: credentials by registry URL.
 type DockerConfig = BTreeMap<String, DockerConfigEntry>;
 
-/// `CachingDockerConfigProvider`: in the real code it caches the ECR token for ~12 hours.
+/// `credentialprovider.CachingDockerConfigProvider`: in the real code it caches the ECR
+/// provider's credentials for `Lifetime` (11 h 55 min for ECR).
 struct CachingDockerConfigProvider;
 
 impl CachingDockerConfigProvider {
@@ -46,14 +47,15 @@ impl CachingDockerConfigProvider {
 /// The ECR credential provider's lazy front (`lazyEcrProvider`): the real provider is made on
 /// the first image pull that needs it.
 struct LazyEcrProvider {
-    /// Our fix's lock (see the walkthrough).
-    mu: Mutex,
+    /// `mu sync.RWMutex`, added by the fix (only its write lock is used).
+    mu: RwMutex,
     actual_provider: Shared<Option<Arc<CachingDockerConfigProvider>>>,
     variant: Variant,
 }
 
 impl LazyEcrProvider {
     fn lazy_provide(&self) -> DockerConfigEntry {
+        // The fix: `p.mu.Lock()` and `defer p.mu.Unlock()` at the top of `LazyProvide`.
         let locked = self.variant.fixed();
         if locked {
             self.mu.lock();
@@ -72,10 +74,11 @@ impl LazyEcrProvider {
     }
 }
 
-/// `TestKubernetes82550`: ten image pulls ask for credentials at once.
+/// `TestKubernetes82550` (upstream `TestConcurrentEcrLazyProvide`): ten goroutines ask the
+/// same lazy provider for credentials at once.
 fn test_kubernetes82550(variant: Variant) {
     let provider = Arc::new(LazyEcrProvider {
-        mu: Mutex::new().named("p.mu"),
+        mu: RwMutex::new().named("p.mu"),
         actual_provider: Shared::new(None).named("p.actualProvider"),
         variant,
     });

@@ -87,8 +87,8 @@ impl PriorityQueue {
         });
     }
 
-    /// `Close`: stops the background goroutines (see the walkthrough: the kernel calls it at
-    /// the end of the test, the GoKer kernel never does).
+    /// Stops the background goroutine: the kernel's addition (GoKer's test never stops the
+    /// queue; see the walkthrough's Deviations).
     fn close(&self) {
         self.lock.lock();
         let _unlock = defer(|| self.lock.unlock());
@@ -137,7 +137,8 @@ fn until(f: &dyn Fn(), stop_ch: &Chan<()>) {
     jitter_until(f, stop_ch)
 }
 
-/// `TestKubernetes88331`: a scheduling-queue test looks at the backoff queue's length.
+/// `TestKubernetes88331` (upstream, e.g. `TestPriorityQueue_MoveAllToActiveOrBackoffQueue`): a
+/// scheduling-queue test looks at the backoff queue's length while the queue runs.
 fn test_kubernetes88331(variant: Variant) {
     let wg = WaitGroup::new().named("wg");
     wg.add(1);
@@ -146,10 +147,11 @@ fn test_kubernetes88331(variant: Variant) {
         wg2.done();
         let p = create_and_run_priority_queue();
         if variant.fixed() {
-            // The fix: the test takes the queue's lock to look at its heaps.
-            p.lock.lock();
+            // The fix: `q.lock.RLock()` and `defer q.lock.RUnlock()` before the test reads the
+            // heaps (released here at the end of the block, before the kernel's `close`).
+            p.lock.rlock();
+            let _runlock = defer(|| p.lock.runlock());
             p.pod_backoff_q.len();
-            p.lock.unlock();
         } else {
             p.pod_backoff_q.len();
         }
