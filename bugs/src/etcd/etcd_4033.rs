@@ -64,7 +64,7 @@ impl Node {
             propc: Chan::new(0).named("propc"),
             readyc: Chan::new(0).named("readyc"),
             advancec: Chan::new(0).named("advancec"),
-            tickc: Chan::new(128).named("tickc"),
+            tickc: Chan::new(0).named("tickc"),
             stop: Chan::new(0).named("node.stop"),
             done: Chan::new(0).named("node.done"),
         });
@@ -125,11 +125,11 @@ impl Node {
         }
     }
 
+    /// `Tick`: blocks until the state machine takes the tick (or has stopped).
     fn tick(&self) {
         select! {
             send(self.tickc, ()) => {},
             recv(self.done) => {},
-            default => {}, // "A tick missed to fire. Node blocks too long!"
         }
     }
 

@@ -24,7 +24,7 @@ inventory::submit! {
             "six goroutines (seven with the fix) and a timer: more than loom's five threads",
         ),
         budget: Budget { shuttle: 5_000, ..Budget::DEFAULT },
-        source: Source::Diff("8baaa06c"),
+        source: Source::Test("etcd-io/etcd clientv3/balancer_test.go @ 8baaa06c"),
         fix: Fix::Upstream("8baaa06c"),
         file: file!(),
         ..Bug::DEFAULT
@@ -40,7 +40,8 @@ type Address = &'static str;
 /// The handler gRPC calls when a connection that `Up` reported goes down.
 type DownFn = Box<dyn FnOnce(&'static str) + Send>;
 
-/// `errConnDrain`, `ErrClientConnClosing`, `errNetworkIO`.
+/// `errConnDrain`, `ErrClientConnClosing`, `errNetworkIO`, `errConnClosing`.
+const ERR_CONN_CLOSING: &str = "grpc: the connection is closing";
 const ERR_CONN_DRAIN: &str = "grpc: the connection is drained";
 const ERR_CLIENT_CONN_CLOSING: &str = "grpc: the client connection is closing";
 const ERR_NETWORK_IO: &str = "grpc: failed with network I/O error";
@@ -103,24 +104,33 @@ impl SimpleBalancer {
             self.mu.rlock();
             let upc = self.upc.get();
             self.mu.runlock();
-            upc.recv();
-            self.mu.rlock();
-            let addr = self.pin_addr.get();
-            // Up() sets pinAddr and downc as a pair under b.mu
-            let downc = self.downc.get();
-            self.mu.runlock();
-            if !addr.is_empty() {
+            // Go's `var downc chan struct{}`: nil, but the one-case select below always sets it.
+            let downc: Chan<()>;
+            // select { case <-upc: ... }: one case, so a plain receive; `break` leaves only
+            // this block, as Go's `break` leaves only the select.
+            'select_upc: {
+                upc.recv();
+                self.mu.rlock();
+                let addr = self.pin_addr.get();
+                // Up() sets pinAddr and downc as a pair under b.mu
+                downc = self.downc.get();
+                self.mu.runlock();
+                if addr.is_empty() {
+                    break 'select_upc;
+                }
                 // close opened connections that are not pinAddr
                 select! {
                     send(self.notify_ch, vec![addr]) => {},
                     recv(self.stopc) => return,
                 }
             }
-            let downc = if addr.is_empty() { Chan::nil() } else { downc };
             select! {
                 recv(downc) => {
+                    self.mu.rlock();
+                    let addrs = self.addrs.clone();
+                    self.mu.runlock();
                     select! {
-                        send(self.notify_ch, self.addrs.clone()) => {},
+                        send(self.notify_ch, addrs) => {},
                         recv(self.stopc) => return,
                     }
                 },
@@ -236,7 +246,7 @@ impl AddrConn {
         self.mu.lock();
         if self.state.get() == State::Shutdown {
             self.mu.unlock();
-            return Err("grpc: the connection is closing");
+            return Err(ERR_CONN_CLOSING);
         }
         if let Some(down) = self.down.write(|d| d.take()) {
             down(ERR_NETWORK_IO);
@@ -255,7 +265,7 @@ impl AddrConn {
         self.mu.lock();
         let _unlock = defer(|| self.mu.unlock());
         if self.state.get() == State::Shutdown {
-            return Err("grpc: the connection is closing");
+            return Err(ERR_CONN_CLOSING);
         }
         self.state.set(State::Ready);
         let down = self.balancer.up(self.addr);
@@ -290,7 +300,11 @@ impl AddrConn {
                     }
                     self.state.set(State::TransientFailure);
                     self.mu.unlock();
-                    if self.reset_transport().is_err() {
+                    if let Err(err) = self.reset_transport() {
+                        if err != ERR_CONN_CLOSING {
+                            // Keep this ac in cc.conns, to get the reason it's torn down.
+                            self.tear_down(err);
+                        }
                         return;
                     }
                 },
@@ -397,9 +411,13 @@ impl ClientConn {
             stale.tear_down(ERR_CONN_DRAIN);
         }
         go_named("addrConn", move || {
-            if ac.reset_transport().is_ok() {
-                ac.transport_monitor();
+            if let Err(err) = ac.reset_transport() {
+                if err != ERR_CONN_CLOSING {
+                    ac.tear_down(err);
+                }
+                return;
             }
+            ac.transport_monitor();
         });
         Ok(())
     }
