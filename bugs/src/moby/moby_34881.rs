@@ -16,8 +16,8 @@ inventory::submit! {
         expected: primitives::Verdict::Leak,
         kernel: test_moby34881,
         walkthrough: include_str!("moby_34881.md"),
-        source: Source::Description("https://github.com/moby/moby/pull/40594"),
-        fix: Fix::Upstream("#40594"),
+        source: Source::Diff("83c0bedb"),
+        fix: Fix::Upstream("83c0bedb"),
         file: file!(),
         ..Bug::DEFAULT
     }
@@ -31,10 +31,11 @@ enum ClusterError {
     SwarmExists,
 }
 
-/// `nodeState`: what the swarm node is; only whether it runs a manager matters here.
+/// `nodeState`: what the swarm node is; whether it runs a manager, and the local address.
 #[derive(Clone, Copy)]
 struct NodeState {
     manager: bool,
+    actual_local_addr: &'static str,
 }
 
 impl NodeState {
@@ -44,10 +45,16 @@ impl NodeState {
     }
 }
 
+/// `nodeStartConfig`: only the address the node advertises is kept.
+struct NodeStartConfig {
+    advertise_addr: &'static str,
+}
+
 /// `nodeRunner`: runs the swarm node; embeds the `nodeState`, guarded by its own `mu`.
 struct NodeRunner {
     node_state: NodeState,
     mu: RwMutex,
+    config: NodeStartConfig,
 }
 
 impl NodeRunner {
@@ -67,7 +74,7 @@ struct InitRequest {
 /// The daemon's swarm `Cluster`.
 struct Cluster {
     mu: RwMutex,
-    /// Protects init/join/leave user operations.
+    /// Serialises the user's init, join and leave.
     control_mutex: RwMutex,
     nr: Option<NodeRunner>,
     variant: Variant,
@@ -81,8 +88,8 @@ impl Cluster {
         let _unlock = defer(|| self.control_mutex.unlock());
         if let Some(nr) = &self.nr {
             if req.force_new_cluster {
-                // Take c.mu temporarily to wait for presently running API handlers to
-                // finish before shutting down the node.
+                // c.mu is held only to let the handlers already inside finish before
+                // the node is stopped.
                 self.mu.lock();
                 if !nr.node_state.is_manager() {
                     if self.variant.fixed() {
@@ -99,11 +106,30 @@ impl Cluster {
         Ok(())
     }
 
-    /// `Info`: the swarm part of `docker info`, read under `c.mu`.
-    fn info(&self) -> Option<NodeState> {
+    /// `currentNodeState`: `c.nr.State()`; the caller holds `c.mu`.
+    fn current_node_state(&self) -> Option<NodeState> {
+        self.nr.as_ref().map(NodeRunner::state)
+    }
+
+    /// `GetAdvertiseAddress`: the configured address, else the node's local one, under `c.mu`.
+    fn get_advertise_address(&self) -> &'static str {
         self.mu.rlock();
         let _runlock = defer(|| self.mu.runlock());
-        self.nr.as_ref().map(NodeRunner::state)
+        if let Some(nr) = &self.nr {
+            if !nr.config.advertise_addr.is_empty() {
+                return nr.config.advertise_addr;
+            }
+        }
+        self.current_node_state()
+            .map_or("", |state| state.actual_local_addr)
+    }
+
+    /// `Info`: the swarm part of `docker info`: the address, then the node state under `c.mu`.
+    fn info(&self) -> (&'static str, Option<NodeState>) {
+        let node_addr = self.get_advertise_address();
+        self.mu.rlock();
+        let _runlock = defer(|| self.mu.runlock());
+        (node_addr, self.current_node_state())
     }
 }
 
@@ -114,8 +140,12 @@ fn test_moby34881(variant: Variant) {
         mu: RwMutex::new().named("Cluster.mu"),
         control_mutex: RwMutex::new().named("Cluster.controlMutex"),
         nr: Some(NodeRunner {
-            node_state: NodeState { manager: false },
+            node_state: NodeState {
+                manager: false,
+                actual_local_addr: "10.0.0.2",
+            },
             mu: RwMutex::new().named("nodeRunner.mu"),
+            config: NodeStartConfig { advertise_addr: "" },
         }),
         variant,
     });

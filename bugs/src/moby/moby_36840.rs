@@ -18,8 +18,8 @@ inventory::submit! {
         expected: primitives::Verdict::Race,
         kernel: test_moby36840,
         walkthrough: include_str!("moby_36840.md"),
-        source: Source::Description("https://github.com/moby/moby/pull/36840"),
-        fix: Fix::Upstream("#36840"),
+        source: Source::Diff("248aed57"),
+        fix: Fix::Upstream("248aed57"),
         file: file!(),
         ..Bug::DEFAULT
     }
@@ -148,8 +148,10 @@ impl NetworkDb {
     }
 }
 
-/// One member leaves the cluster while another, which had left, rejoins; memberlist hands the
-/// two gossip messages to networkdb's delegate (`NotifyMsg`) on two goroutines.
+/// One member leaves the cluster while another, which had left, rejoins. memberlist hands the
+/// leave, gossiped over UDP, to networkdb on its `packetHandler` goroutine (`NotifyMsg`), and
+/// the rejoining node's push/pull, over TCP, on a `handleConn` goroutine (`MergeRemoteState`,
+/// which turns it into a join event).
 fn test_moby36840(variant: Variant) {
     let member = |name| {
         Arc::new(Node {
@@ -169,18 +171,19 @@ fn test_moby36840(variant: Variant) {
         failed_nodes: GoMap::new().named("failedNodes"),
         variant,
     });
-    let events = [
-        (NodeEventType::Leave, "node-1", 2),
-        (NodeEventType::Join, "node-2", 3),
-    ];
-    for (type_, node_name, ltime) in events {
-        let n_db = n_db.clone();
-        go_named("NotifyMsg", move || {
-            n_db.handle_node_event(&NodeEvent {
-                type_,
-                ltime,
-                node_name,
-            });
+    let n_db2 = n_db.clone();
+    go_named("packetHandler", move || {
+        n_db2.handle_node_event(&NodeEvent {
+            type_: NodeEventType::Leave,
+            ltime: 2,
+            node_name: "node-1",
         });
-    }
+    });
+    go_named("handleConn", move || {
+        n_db.handle_node_event(&NodeEvent {
+            type_: NodeEventType::Join,
+            ltime: 3,
+            node_name: "node-2",
+        });
+    });
 }

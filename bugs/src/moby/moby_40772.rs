@@ -17,8 +17,8 @@ inventory::submit! {
         expected: primitives::Verdict::Race,
         kernel: test_moby40772,
         walkthrough: include_str!("moby_40772.md"),
-        source: Source::Description("https://github.com/moby/moby/pull/40772"),
-        fix: Fix::Upstream("#40772"),
+        source: Source::Diff("5ad98164"),
+        fix: Fix::Upstream("5ad98164"),
         file: file!(),
         ..Bug::DEFAULT
     }
@@ -43,7 +43,7 @@ struct Builder {
 }
 
 impl Builder {
-    /// `Build`, for a request that carries a build ID (as `docker build` with BuildKit does).
+    /// `Build`, for a request that carries a build ID (`POST /build?buildid=...`) and no upload.
     fn build(&self, ctx: &Context, build_id: &'static str) {
         self.mu.lock();
         if !self.jobs.contains_key(&build_id) {

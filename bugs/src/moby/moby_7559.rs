@@ -16,7 +16,7 @@ inventory::submit! {
         walkthrough: include_str!("moby_7559.md"),
         goker: Some("gobench/goker/blocking/moby/7559"),
         asplos: Some("blocking-bugs/docker/6cbb8e070d6c3a66bf48fbe5cbf689557eee23db.txt"),
-        source: Source::Goker,
+        source: Source::Diff("6cbb8e07"),
         fix: Fix::Upstream("6cbb8e07"),
         file: file!(),
         ..Bug::DEFAULT
@@ -27,8 +27,8 @@ inventory::submit! {
 #[derive(Clone)]
 struct UdpConn;
 
-/// `net.DialUDP("udp", nil, proxy.backendAddr)`: the backend is unreachable, as in GoKer's
-/// kernel (which dials a nil address).
+/// `net.DialUDP("udp", nil, proxy.backendAddr)`: here it always fails, as in GoKer's kernel
+/// (which dials a nil address).
 fn dial_udp() -> Result<UdpConn, &'static str> {
     Err("dial udp: missing address")
 }
@@ -42,9 +42,10 @@ struct UdpProxy {
 }
 
 impl UdpProxy {
-    /// Forwards each datagram from the frontend to the backend, over a connection per client.
+    /// `Run`: forwards each datagram from the frontend to the backend, over a connection per
+    /// client.
     fn run(&self) {
-        // Two datagrams arrive from the same client (`ReadFromUDP`).
+        // Two datagrams arrive from the same client (`ReadFromUDP`), then the loop ends.
         for _ in 0..2 {
             let from_key = 1;
             self.conn_track_lock.lock();
@@ -53,7 +54,7 @@ impl UdpProxy {
                 let proxy_conn = match dial_udp() {
                     Ok(conn) => conn,
                     Err(_) => {
-                        // Can't proxy this datagram: drop it and read the next one.
+                        // The datagram is dropped (upstream logs it) and the next one read.
                         if self.variant.fixed() {
                             self.conn_track_lock.unlock();
                         }
