@@ -8,7 +8,7 @@ use primitives::explore::Engine;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let usage = "usage: probe <id> <loom|shuttle-pct|shuttle-random|std> <buggy|fixed> [budget] [preemption-bound]";
+    let usage = "usage: probe <id> <loom|shuttle-pct|shuttle-random|shuttle-urw|std> <buggy|fixed> [budget] [preemption-bound]";
     let (Some(bug), Some(engine), Some(variant)) = (
         args.get(1).and_then(|a| bugs::find(a)),
         args.get(2).and_then(|a| Engine::parse(a)),

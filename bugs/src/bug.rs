@@ -144,6 +144,10 @@ pub struct Bug {
     /// The kernel: the body of the upstream Go test, buggy or fixed.
     pub kernel: fn(Variant),
     pub loom: Loom,
+    /// Searching engines that run the buggy variant but are known, by measurement, not to
+    /// find its failure within the budget, and why. They still run and reports show what they
+    /// found; only the expectation that they detect it is lifted. Rare.
+    pub not_found_by: &'static [(primitives::explore::Engine, &'static str)],
     pub budget: Budget,
     /// The walkthrough, in Markdown (also the module's documentation).
     pub walkthrough: &'static str,
@@ -174,6 +178,7 @@ impl Bug {
         also: &[],
         kernel: |_| {},
         loom: Loom::Applies,
+        not_found_by: &[],
         budget: Budget::DEFAULT,
         walkthrough: "",
         goker: None,

@@ -275,7 +275,7 @@ fn criterion_tables(estimates: &[Estimate], out: &mut String) {
                     .find(|r| r.function == function)
                     .map(|r| r.ns / r.elements.unwrap_or(1.0))
             };
-            for engine in ["loom", "shuttle-pct", "shuttle-random", "std"] {
+            for engine in Engine::ALL.map(Engine::as_str) {
                 let Some(ours) = per(&format!("ours/{engine}")) else {
                     continue;
                 };
@@ -321,11 +321,12 @@ pub fn render(bench: &Bench, estimates: &[Estimate]) -> String {
          bug manifested, out of runs). The picture is `detection.svg` (also in `index.html`).\n",
         bench.seeds
     );
-    let _ = writeln!(
-        out,
-        "| bug | loom | shuttle-pct | shuttle-random | std (native) |"
-    );
-    let _ = writeln!(out, "|---|---|---|---|---|");
+    let headers: Vec<String> = Engine::ALL
+        .iter()
+        .map(|e| crate::summary::engine_header(*e))
+        .collect();
+    let _ = writeln!(out, "| bug | {} |", headers.join(" | "));
+    let _ = writeln!(out, "|---|{}", "---|".repeat(headers.len()));
     let mut by_bug: BTreeMap<&str, BTreeMap<&str, &Detection>> = BTreeMap::new();
     for d in &bench.detections {
         by_bug.entry(&d.bug).or_default().insert(&d.engine, d);
@@ -342,14 +343,11 @@ pub fn render(bench: &Bench, estimates: &[Estimate]) -> String {
         },
     };
     for (bug, engines) in &by_bug {
-        let _ = writeln!(
-            out,
-            "| {bug} | {} | {} | {} | {} |",
-            cell(engines.get("loom")),
-            cell(engines.get("shuttle-pct")),
-            cell(engines.get("shuttle-random")),
-            cell(engines.get("std"))
-        );
+        let cells: Vec<String> = Engine::ALL
+            .iter()
+            .map(|e| cell(engines.get(e.as_str())))
+            .collect();
+        let _ = writeln!(out, "| {bug} | {} |", cells.join(" | "));
     }
     let _ = writeln!(out, "\n### Across the corpus\n");
     let _ = writeln!(
@@ -408,6 +406,7 @@ pub fn svg(bench: &Bench) -> String {
         ("loom", "#8250df"),
         ("shuttle-pct", "#0969da"),
         ("shuttle-random", "#1a7f37"),
+        ("shuttle-urw", "#bf8700"),
     ];
     let mut bugs: Vec<&str> = bench.detections.iter().map(|d| d.bug.as_str()).collect();
     bugs.dedup();

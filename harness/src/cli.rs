@@ -51,7 +51,7 @@ enum Command {
 struct RunArgs {
     /// Bug ids (default: every bug).
     bugs: Vec<String>,
-    /// Engines: loom, shuttle-pct, shuttle-random, std (default: all).
+    /// Engines: loom, shuttle-pct, shuttle-random, shuttle-urw, std (default: all).
     #[arg(long = "engine", value_name = "ENGINE", num_args = 1..)]
     engines: Vec<String>,
     /// Executions per engine and variant, instead of each bug's own budget.
@@ -80,7 +80,7 @@ struct ReplayArgs {
     /// buggy or fixed.
     #[arg(long, default_value = "buggy")]
     variant: String,
-    /// loom, shuttle-pct or shuttle-random.
+    /// loom, shuttle-pct, shuttle-random or shuttle-urw.
     #[arg(long)]
     engine: String,
     /// The schedule string from results.json (`replay`) or a walkthrough.
@@ -212,7 +212,8 @@ fn select_bugs(ids: &[String]) -> Result<Vec<&'static Bug>, Failure> {
 fn parse_engine(name: &str) -> Result<Engine, Failure> {
     Engine::parse(name).ok_or_else(|| {
         usage(format!(
-            "unknown engine `{name}`; one of loom, shuttle-pct, shuttle-random, std"
+            "unknown engine `{name}`; one of {}",
+            Engine::names()
         ))
     })
 }
@@ -375,7 +376,7 @@ fn replay(args: ReplayArgs) -> Result<ExitCode, Failure> {
     if !engine.replayable() {
         return Err(usage(format!(
             "the {engine} engine runs real threads and has no schedules to replay; \
-             use loom, shuttle-pct or shuttle-random"
+             use loom, shuttle-pct, shuttle-random or shuttle-urw"
         )));
     }
     if let Err(why) = bugs::run::applies(bug, engine) {

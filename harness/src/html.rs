@@ -3,6 +3,8 @@
 
 use std::fmt::Write as _;
 
+use primitives::explore::Engine;
+
 use crate::bench::Bench;
 use crate::results::Results;
 use crate::summary::{buggy_cell, by_bug, fixed_cell};
@@ -38,27 +40,31 @@ pub fn render(results: &Results, bench: Option<&Bench>) -> String {
     );
     let _ = writeln!(
         out,
-        "<h1>Go concurrency bugs, reproduced</h1>\n<p>{} bugs. Harness {} (seed {}). Each bug's buggy kernel is explored by loom, shuttle (PCT and random) and real threads (std, the native baseline); its fixed kernel must stay clean everywhere.</p>",
+        "<h1>Go concurrency bugs, reproduced</h1>\n<p>{} bugs. Harness {} (seed {}). Each bug's buggy kernel is explored by loom, shuttle (PCT, random and uniform random walk) and real threads (std, the native baseline); its fixed kernel must stay clean everywhere.</p>",
         bugs.len(),
         esc(&results.harness),
         results.seed
     );
+    let headers: String = Engine::ALL
+        .iter()
+        .map(|e| format!("<th>{}</th>", esc(&crate::summary::engine_header(*e))))
+        .collect();
     let _ = writeln!(
         out,
-        "<table>\n<thead><tr><th>bug</th><th>project</th><th>category</th><th>expected</th><th>loom</th><th>shuttle-pct</th><th>shuttle-random</th><th>std (native)</th><th>fixed</th></tr></thead>\n<tbody>"
+        "<table>\n<thead><tr><th>bug</th><th>project</th><th>category</th><th>expected</th>{headers}<th>fixed</th></tr></thead>\n<tbody>"
     );
     for b in &bugs {
+        let cells: String = Engine::ALL
+            .iter()
+            .map(|e| format!("<td>{}</td>", esc(&buggy_cell(b.buggy.get(e.as_str())))))
+            .collect();
         let _ = writeln!(
             out,
-            "<tr{}><td><a href=\"#{id}\">{id}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr{}><td><a href=\"#{id}\">{id}</a></td><td>{}</td><td>{}</td><td>{}</td>{cells}<td>{}</td></tr>",
             if b.holds() { "" } else { " class=\"bad\"" },
             esc(b.project),
             esc(b.category),
             esc(&b.expected_text()),
-            esc(&buggy_cell(b.buggy.get("loom"))),
-            esc(&buggy_cell(b.buggy.get("shuttle-pct"))),
-            esc(&buggy_cell(b.buggy.get("shuttle-random"))),
-            esc(&buggy_cell(b.buggy.get("std"))),
             esc(&fixed_cell(&b.fixed)),
             id = esc(b.bug),
         );

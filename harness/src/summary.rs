@@ -119,6 +119,14 @@ pub fn fixed_cell(rows: &BTreeMap<&str, &Run>) -> String {
     format!("✓ clean ({schedules} schedules{loom})")
 }
 
+/// An engine's column header: its name, `std` marked as the native baseline.
+pub fn engine_header(e: Engine) -> String {
+    match e {
+        Engine::Std => "std (native)".to_string(),
+        e => e.as_str().to_string(),
+    }
+}
+
 pub fn render(results: &Results) -> String {
     let bugs = by_bug(results);
     let mut out = String::new();
@@ -131,24 +139,27 @@ pub fn render(results: &Results) -> String {
          column sums every engine's schedules, all of which must be clean.\n",
         results.harness, results.seed
     );
+    let engines: Vec<String> = Engine::ALL.iter().map(|e| engine_header(*e)).collect();
     let _ = writeln!(
         out,
-        "| bug | project | category | expected | loom | shuttle-pct | shuttle-random | std (native) | fixed |"
+        "| bug | project | category | expected | {} | fixed |",
+        engines.join(" | ")
     );
-    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(out, "|---|---|---|---|{}---|", "---|".repeat(engines.len()));
     for b in &bugs {
+        let cells: Vec<String> = Engine::ALL
+            .iter()
+            .map(|e| buggy_cell(b.buggy.get(e.as_str())))
+            .collect();
         let _ = writeln!(
             out,
-            "| {}{} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {}{} | {} | {} | {} | {} | {} |",
             b.bug,
             if b.holds() { "" } else { " ⚠" },
             b.project,
             b.category,
             b.expected_text(),
-            buggy_cell(b.buggy.get("loom")),
-            buggy_cell(b.buggy.get("shuttle-pct")),
-            buggy_cell(b.buggy.get("shuttle-random")),
-            buggy_cell(b.buggy.get("std")),
+            cells.join(" | "),
             fixed_cell(&b.fixed)
         );
     }

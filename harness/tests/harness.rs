@@ -41,7 +41,7 @@ fn bad_input_gets_one_line_and_exit_2() {
     refused(&["run", "no_such_bug"], "unknown bug `no_such_bug`");
     refused(
         &["run", "--engine", "tsan"],
-        "one of loom, shuttle-pct, shuttle-random, std",
+        "one of loom, shuttle-pct, shuttle-random, shuttle-urw, std",
     );
     refused(&["run", "--shard", "3/2"], "expected K/N");
     refused(&["run", "--shard", "x"], "expected K/N");

@@ -8,6 +8,8 @@ use primitives::context::{self, CancelFunc, Context};
 use primitives::sync::{Mutex, Once, RwMutex};
 use primitives::{defer, go_named, select, time, Chan, Shared};
 
+use primitives::explore::Engine;
+
 use crate::{Budget, Bug, Fix, Loom, Source, Variant};
 
 inventory::submit! {
@@ -24,6 +26,12 @@ inventory::submit! {
             "six goroutines (seven with the fix) and a timer: more than loom's five threads",
         ),
         budget: Budget { shuttle: 5_000, ..Budget::DEFAULT },
+        not_found_by: &[(
+            Engine::ShuttleUrw,
+            "uniform random walk misses it in 20,000 schedules at seed 1, where PCT and random \
+             find it: the failure needs one goroutine to run a few steps early in a long run, \
+             and URW's weights favour the goroutines with most operations left",
+        )],
         source: Source::Test("etcd-io/etcd clientv3/balancer_test.go @ 8baaa06c"),
         fix: Fix::Upstream("8baaa06c"),
         file: file!(),

@@ -46,16 +46,21 @@ pub enum Engine {
     ShuttlePct,
     /// shuttle's random scheduler: a uniformly random runnable goroutine at each step.
     ShuttleRandom,
+    /// shuttle's uniform random walk (Zhao et al., "Selectively Uniform Concurrency Testing",
+    /// ASPLOS'25): goroutines weighted by the operations they have left, estimated from a
+    /// first run, so that interleavings are drawn about uniformly.
+    ShuttleUrw,
     /// Real OS threads, run over and over: the native baseline.
     Std,
 }
 
 impl Engine {
     /// Every engine, in the order reports list them.
-    pub const ALL: [Engine; 4] = [
+    pub const ALL: [Engine; 5] = [
         Engine::Loom,
         Engine::ShuttlePct,
         Engine::ShuttleRandom,
+        Engine::ShuttleUrw,
         Engine::Std,
     ];
 
@@ -65,6 +70,7 @@ impl Engine {
             Engine::Loom => "loom",
             Engine::ShuttlePct => "shuttle-pct",
             Engine::ShuttleRandom => "shuttle-random",
+            Engine::ShuttleUrw => "shuttle-urw",
             Engine::Std => "std",
         }
     }
@@ -287,7 +293,9 @@ pub fn explore(settings: &Settings, kernel: Kernel) -> Exploration {
     let mut found = match settings.engine {
         Engine::Std => explore_std(settings, kernel),
         Engine::Loom => loom_driver::explore(settings, kernel, None).0,
-        Engine::ShuttlePct | Engine::ShuttleRandom => shuttle_driver::explore(settings, kernel),
+        Engine::ShuttlePct | Engine::ShuttleRandom | Engine::ShuttleUrw => {
+            shuttle_driver::explore(settings, kernel)
+        }
     };
     found.seconds = start.elapsed().as_secs_f64();
     found
@@ -303,7 +311,7 @@ pub fn replay(
     match settings.engine {
         Engine::Std => Err(ReplayError::NotReplayable(Engine::Std)),
         Engine::Loom => loom_driver::replay(settings, schedule, kernel),
-        Engine::ShuttlePct | Engine::ShuttleRandom => {
+        Engine::ShuttlePct | Engine::ShuttleRandom | Engine::ShuttleUrw => {
             shuttle_driver::replay(settings, schedule, kernel)
         }
     }
@@ -405,4 +413,11 @@ fn install_panic_hook() {
         drop(panic::take_hook());
         panic::set_hook(ours(original));
     });
+}
+
+impl Engine {
+    /// The engines' names, for messages: `loom, shuttle-pct, ..., std`.
+    pub fn names() -> String {
+        Engine::ALL.map(Engine::as_str).join(", ")
+    }
 }

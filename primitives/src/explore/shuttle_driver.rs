@@ -1,4 +1,4 @@
-//! The shuttle engines: PCT and random schedulers, with every execution's schedule recorded so
+//! The shuttle engines: PCT, random and uniform-random-walk schedulers, with every execution's schedule recorded so
 //! a failing one can be replayed from its string.
 
 use std::panic::{self, Location};
@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use shuttle::scheduler::{
     DataSource, PctScheduler, RandomDataSource, ReplayScheduler, Schedule, Scheduler, Task, TaskId,
+    UrwRandomScheduler,
 };
 use shuttle::{Config, FailurePersistence, MaxSteps};
 use shuttle_engine::scheduler::serialization::{deserialize_schedule, serialize_schedule};
@@ -197,6 +198,11 @@ pub(super) fn explore(settings: &Settings, kernel: Kernel) -> Exploration {
             )),
             record: recorder_record,
             pct_fallback: Some((settings.seed, iterations)),
+        },
+        Engine::ShuttleUrw => Recorder {
+            inner: Box::new(UrwRandomScheduler::new_from_seed(settings.seed, iterations)),
+            record: recorder_record,
+            pct_fallback: None,
         },
         _ => Recorder {
             inner: Box::new(UniformScheduler::new(settings.seed, iterations)),
