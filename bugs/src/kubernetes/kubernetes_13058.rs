@@ -13,7 +13,7 @@ inventory::submit! {
         id: "kubernetes_13058",
         project: "kubernetes",
         upstream: "https://github.com/kubernetes/kubernetes/pull/13058",
-        category: "WaitGroup",
+        category: "Misuse WaitGroup (Done before Add)",
         expected: primitives::Verdict::Panic,
         kernel: test_kubernetes13058,
         loom: Loom::DoesNotApply(

@@ -116,7 +116,8 @@ impl WatchCache {
     }
 }
 
-/// The apiserver's caching storage layer (`Cacher`), which embeds a `sync.Mutex`.
+/// The apiserver's caching storage layer (`Cacher`). Upstream it embeds a `sync.RWMutex`,
+/// GoKer's a `sync.Mutex`; only its write side is used here.
 struct Cacher {
     mutex: Mutex,
     /// Removed by the fix, with `init_once`.
@@ -143,16 +144,14 @@ impl Cacher {
     }
 
     fn start_caching(&self, stop_channel: &Chan<()>) {
-        // The fix: `defer c.usable.Lock()`, then stop the watchers under the cacher's lock
-        // alone.
+        // The fix: `defer c.usable.Lock()` instead of `c.Lock()`.
         let _relock = self.variant.fixed().then(|| defer(|| self.usable.lock()));
-        if self.variant.fixed() {
-            self.terminate_all_watchers();
-        } else {
+        if !self.variant.fixed() {
             // Not unlocked here: the onReplace hook unlocks it, from inside the watch cache's
             // lock.
             self.lock();
         }
+        self.terminate_all_watchers();
         loop {
             if self.reflector.list_and_watch(stop_channel).is_ok() {
                 break;
@@ -160,10 +159,17 @@ impl Cacher {
         }
     }
 
-    /// Added by the fix (upstream it also stops the watchers): takes the cacher's lock alone.
+    /// `terminateAllWatchers` (there are no watchers here). Before the fix it ran under the
+    /// lock `startCaching` had taken; the fix makes it take the cacher's lock itself.
     fn terminate_all_watchers(&self) {
-        self.lock();
-        let _unlock = defer(|| self.unlock());
+        if self.variant.fixed() {
+            self.lock();
+        }
+        let _unlock = defer(|| {
+            if self.variant.fixed() {
+                self.unlock()
+            }
+        });
     }
 }
 

@@ -12,7 +12,7 @@ inventory::submit! {
         id: "kubernetes_1321",
         project: "kubernetes",
         upstream: "https://github.com/kubernetes/kubernetes/pull/1321",
-        category: "Channel & Lock",
+        category: "Mixed deadlock (channel & lock)",
         expected: primitives::Verdict::Leak,
         kernel: test_kubernetes1321,
         walkthrough: include_str!("kubernetes_1321.md"),
