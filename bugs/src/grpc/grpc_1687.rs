@@ -69,11 +69,10 @@ impl ServerHandlerTransport {
     }
 
     fn write_status(self: &Arc<Self>) -> Result<(), ErrConnClosing> {
-        let _unlock;
-        if self.variant.fixed() {
+        let _unlock = if self.variant.fixed() {
             // The fix: block concurrent WriteStatus calls for the whole call.
             self.write_status_mu.lock();
-            _unlock = Some(defer(|| self.write_status_mu.unlock()));
+            Some(defer(|| self.write_status_mu.unlock()))
         } else {
             self.mu.lock();
             if self.stream_done.get() {
@@ -82,8 +81,8 @@ impl ServerHandlerTransport {
             }
             self.stream_done.set(true);
             self.mu.unlock();
-            _unlock = None;
-        }
+            None
+        };
 
         let ht = self.clone();
         let err = self.do_(Box::new(move || {
