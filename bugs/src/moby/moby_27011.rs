@@ -16,11 +16,11 @@ inventory::submit! {
         expected: primitives::Verdict::Panic,
         kernel: test_moby27011,
         walkthrough: include_str!("moby_27011.md"),
-        source: Source::Description("https://github.com/moby/moby/pull/27467"),
-        fix: Fix::Upstream("#27467"),
+        source: Source::Diff("37a3be24"),
+        fix: Fix::Upstream("37a3be24"),
         file: file!(),
-        // Bound 2 reaches the panic (after ~4,200 executions) and explores the fixed variant
-        // exhaustively; bound 3 does not finish within the budget.
+        // The panic needs the waiter pre-empted twice; bound 2 reaches it and explores the
+        // fixed variant exhaustively, bound 3 does not finish within the budget.
         budget: Budget { preemption_bound: Some(2), ..Budget::DEFAULT },
         ..Bug::DEFAULT
     }
@@ -47,7 +47,7 @@ struct ExecConfig {
     running: Shared<bool>,
 }
 
-/// The daemon's side (`libcontainerd.Backend`): the container with its exec.
+/// The daemon (`daemon.Daemon`, libcontainerd's `Backend`): the container with its exec.
 struct Daemon {
     /// The container's lock (`c.Lock()`).
     container: Mutex,
@@ -56,7 +56,8 @@ struct Daemon {
 
 impl Daemon {
     /// `AttachStreams`: libcontainerd hands the fifos over; one goroutine copies each stream
-    /// to the clients, counted by the exec's `StreamConfig` wait group.
+    /// to the clients, counted by the exec's `StreamConfig` wait group. (Stdin comes first in
+    /// 1.11.2; this exec has none.)
     fn attach_streams(&self, iop: IoPipe) {
         let s = self.exec.clone();
         let copy = |r: Fifo| {
@@ -71,7 +72,7 @@ impl Daemon {
         copy(iop.stderr);
     }
 
-    /// `StateChanged` for `StateExitProcess`: the exec's process has exited.
+    /// `StateChanged`, case `StateExitProcess`: the exec's process has exited.
     fn state_changed_exit_process(&self, exit_code: i64) {
         self.container.lock();
         let _unlock = defer(|| self.container.unlock());
@@ -89,8 +90,9 @@ struct Event {
     status: i64,
 }
 
-/// containerd, behind its gRPC API: starting an exec makes a process, and this one exits at
-/// once (its fifos reach EOF and its exit is queued on the event stream).
+/// containerd, behind its gRPC API (`clnt.remote.apiClient`): starting an exec makes a
+/// process, and this one exits at once (its fifos reach EOF and its exit is queued on the
+/// event stream).
 struct Remote {
     events: Chan<Event>,
 }
@@ -136,7 +138,7 @@ impl Client {
         self.processes.insert(process_friendly_name, ());
 
         if self.variant.fixed() {
-            // #27467: the streams are attached under the container's lock.
+            // 37a3be24: the streams are attached (through a callback) under the lock.
             self.backend.attach_streams(iopipe);
         } else {
             self.unlock();
@@ -149,9 +151,9 @@ impl Client {
     fn handle_event(self: &Arc<Self>, e: Event) {
         self.lock();
         let _unlock = defer(|| self.unlock());
-        // An exit of a process other than init: StateExitProcess.
-        self.processes.remove(&e.pid); // ctr.cleanProcess
-                                       // ctr.client.q.append: StateChanged runs in a goroutine of its own.
+        // An exit of a process other than init: StateExitProcess, and ctr.cleanProcess.
+        self.processes.remove(&e.pid);
+        // ctr.client.q.append: StateChanged runs in a goroutine of its own.
         let backend = self.backend.clone();
         go_named("StateChanged", move || {
             backend.state_changed_exit_process(e.status)
@@ -159,7 +161,7 @@ impl Client {
     }
 }
 
-/// A `docker exec` whose process exits at once, on a daemon of Docker 1.11/1.12.
+/// A `docker exec` whose process exits at once, on a daemon of Docker 1.11.2.
 fn test_moby27011(variant: Variant) {
     let exec = Arc::new(ExecConfig {
         stream_config: StreamConfig {
@@ -181,9 +183,9 @@ fn test_moby27011(variant: Variant) {
         variant,
     });
     let c = clnt.clone();
-    // ContainerExecStart -> containerd.AddProcess
+    // The API server's goroutine: postContainerExecStart -> ContainerExecStart -> AddProcess.
     go_named("ContainerExecStart", move || c.add_process("exec-1"));
-    // remote.handleEventStream
+    // main is remote.handleEventStream: the exit event, then container.handleEvent.
     let e = clnt
         .remote
         .events

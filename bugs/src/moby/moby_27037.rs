@@ -65,14 +65,14 @@ fn test_api_stats_network_stats_versioning(variant: Variant) {
         if variant.fixed() {
             // go func(i int) { ... }(i): the value is read here, by the loop.
             let i = i.get();
-            go_named("getVersionedStats", move || {
+            go_named("TestApiStatsNetworkStatsVersioning.func1", move || {
                 let _done = defer(|| wg.done());
                 check_version(i);
             });
         } else {
             // go func() { ... apiVersion := fmt.Sprintf("v1.%d", i) ... }()
             let i = i.clone();
-            go_named("getVersionedStats", move || {
+            go_named("TestApiStatsNetworkStatsVersioning.func1", move || {
                 let _done = defer(|| wg.done());
                 check_version(i.get());
             });

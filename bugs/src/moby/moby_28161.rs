@@ -16,11 +16,11 @@ inventory::submit! {
         expected: primitives::Verdict::Panic,
         kernel: test_moby28161,
         walkthrough: include_str!("moby_28161.md"),
-        source: Source::Description("https://github.com/moby/moby/pull/29095"),
-        fix: Fix::Upstream("#29095"),
+        source: Source::Diff("e136d3ef"),
+        fix: Fix::Upstream("e136d3ef"),
         file: file!(),
-        // Bound 2 reaches the panic (after ~13,000 executions) and explores the fixed variant
-        // exhaustively (~11,000); bound 3 does not finish within the budget.
+        // The panic needs the waiter pre-empted twice; bound 2 reaches it and explores the
+        // fixed variant exhaustively, bound 3 does not finish within the budget.
         budget: Budget { preemption_bound: Some(2), ..Budget::DEFAULT },
         ..Bug::DEFAULT
     }
@@ -47,7 +47,7 @@ struct ExecConfig {
     running: Shared<bool>,
 }
 
-/// The daemon's side (`libcontainerd.Backend`): the container with its exec.
+/// The daemon (`daemon.Daemon`, libcontainerd's `Backend`): the container with its exec.
 struct Daemon {
     /// The container's lock (`c.Lock()`).
     container: Mutex,
@@ -58,7 +58,7 @@ impl Daemon {
     /// `AttachStreams`: libcontainerd hands the fifos over; one goroutine copies each stream
     /// to the clients, counted by the exec's `StreamConfig` wait group.
     fn attach_streams(&self, iop: IoPipe) {
-        // (1.12 attaches stdout and stderr first, then stdin; this exec has no stdin.)
+        // (1.12.3 attaches stdout and stderr first, then stdin; this exec has no stdin.)
         let s = self.exec.clone();
         let copy = |r: Fifo| {
             s.stream_config.wait_group.add(1);
@@ -72,7 +72,7 @@ impl Daemon {
         copy(iop.stderr);
     }
 
-    /// `StateChanged` for `StateExitProcess`: the exec's process has exited.
+    /// `StateChanged`, case `StateExitProcess`: the exec's process has exited.
     fn state_changed_exit_process(&self, exit_code: i64) {
         self.container.lock();
         let _unlock = defer(|| self.container.unlock());
@@ -90,10 +90,10 @@ struct Event {
     status: i64,
 }
 
-/// containerd, behind its gRPC API. `AddProcess` starts the exec's process and answers;
-/// containerd's supervisor (here: `main`) later finds the process orphaned and kills it.
+/// containerd, behind its gRPC API (`clnt.remote.apiClient`). `AddProcess` starts the exec's
+/// process and answers; the process ends later, on containerd's side (here: `main`).
 struct Remote {
-    /// The started process's fifos, as the supervisor sees them.
+    /// The started process's fifos, as containerd sees them.
     started: Chan<(&'static str, Fifo, Fifo)>,
 }
 
@@ -109,9 +109,9 @@ impl Remote {
     }
 }
 
-/// containerd's supervisor: the process "has become an orphan, killing it". Its fifos reach
-/// EOF and its exit (137: SIGKILL) goes out on the event stream.
-fn kill_orphan(remote: &Remote) -> Event {
+/// containerd ends the process (the report's log shows it killing exec processes as orphans):
+/// its fifos reach EOF and its exit (137: SIGKILL) goes out on the event stream.
+fn kill_process(remote: &Remote) -> Event {
     let (pid, stdout, stderr) = remote.started.recv().expect("a process was started");
     stdout.close();
     stderr.close();
@@ -146,7 +146,7 @@ impl Client {
         self.processes.insert(process_friendly_name, ());
 
         if self.variant.fixed() {
-            // #29095 (#27467 for 1.12): the streams are attached under the container's lock.
+            // e136d3ef (#29095): the streams are attached (through a callback) under the lock.
             self.backend.attach_streams(iopipe);
         } else {
             self.unlock();
@@ -159,9 +159,9 @@ impl Client {
     fn handle_event(self: &Arc<Self>, e: Event) {
         self.lock();
         let _unlock = defer(|| self.unlock());
-        // An exit of a process other than init: StateExitProcess.
-        self.processes.remove(&e.pid); // ctr.cleanProcess
-                                       // ctr.client.q.append: StateChanged runs in a goroutine of its own.
+        // An exit of a process other than init: StateExitProcess, and ctr.cleanProcess.
+        self.processes.remove(&e.pid);
+        // ctr.client.q.append: StateChanged runs in a goroutine of its own.
         let backend = self.backend.clone();
         go_named("StateChanged", move || {
             backend.state_changed_exit_process(e.status)
@@ -169,7 +169,7 @@ impl Client {
     }
 }
 
-/// A `docker exec` on Docker 1.12 whose process containerd kills as an orphan right away.
+/// A `docker exec` on Docker 1.12.3 whose process is killed soon after it started.
 fn test_moby28161(variant: Variant) {
     let exec = Arc::new(ExecConfig {
         stream_config: StreamConfig {
@@ -191,9 +191,9 @@ fn test_moby28161(variant: Variant) {
         variant,
     });
     let c = clnt.clone();
-    // ContainerExecStart -> containerd.AddProcess
+    // The API server's goroutine: postContainerExecStart -> ContainerExecStart -> AddProcess.
     go_named("ContainerExecStart", move || c.add_process("exec-1"));
-    // containerd kills the orphan; remote.handleEventStream gets its exit.
-    let e = kill_orphan(&clnt.remote);
+    // main is containerd, then remote.handleEventStream: the exit event, container.handleEvent.
+    let e = kill_process(&clnt.remote);
     clnt.handle_event(e);
 }

@@ -35,20 +35,26 @@ struct Health {
 }
 
 impl Health {
+    /// `OpenMonitorChannel`: a new stop channel, or nil if a monitor already has one.
     fn open_monitor_channel(&self) -> Chan<()> {
-        self.stop.get()
+        if self.stop.get().is_nil() {
+            self.stop.set(Chan::new(0).named("stop"));
+            return self.stop.get();
+        }
+        Chan::nil()
     }
 
+    /// `CloseMonitorChannel`.
     fn close_monitor_channel(&self) {
         let stop = self.stop.get();
         if !stop.is_nil() {
             if self.variant.fixed() {
                 stop.close();
-                self.stop.set(Chan::nil());
             } else {
                 // Unbuffered: returns only once the monitor has taken the stop request.
                 stop.send(());
             }
+            self.stop.set(Chan::nil());
         }
     }
 }
@@ -88,6 +94,8 @@ struct Daemon {
 }
 
 impl Daemon {
+    /// `StateChanged` for an exit: the container's lock, then `updateHealthMonitor`; the
+    /// unlock is deferred only after that call.
     fn state_changed(&self) {
         let c = self.containers.get();
         c.lock();
@@ -95,7 +103,7 @@ impl Daemon {
         let _unlock = defer(|| c.unlock());
     }
 
-    /// `updateHealthMonitor` when the container is no longer running.
+    /// `updateHealthMonitor` when the container is not running: its else branch.
     fn update_health_monitor_else_branch(&self, c: &Container) {
         let h = &c.state.health;
         h.close_monitor_channel();
@@ -103,6 +111,8 @@ impl Daemon {
 }
 
 /// The health monitor: probes the container every `probe_interval` until it is told to stop.
+/// The probe goroutine and the inner `select` on its result are left out: a probe's result is
+/// handled as soon as the interval has passed.
 fn monitor(c: Arc<Container>, stop: Chan<()>, variant: Variant) {
     let probe_interval = Duration::from_secs(30); // defaultProbeInterval
     loop {
@@ -125,13 +135,13 @@ fn handle_probe_result(c: &Container, done: Option<&Chan<()>>) {
     c.lock();
     let _unlock = defer(|| c.unlock());
     if let Some(done) = done {
-        // The probe may have been stopped while this waited for the lock: if so, return
-        // without recording its result (the kernel records nothing either way).
+        // The probe may have been stopped while this waited for the lock: ignore its result.
         select! {
-            recv(done) => {}
+            recv(done) => return,
             default => {}
         }
     }
+    // (Recording the result in c.State.Health is left out.)
 }
 
 fn new_daemon_and_container(variant: Variant) -> (Daemon, Arc<Container>) {
@@ -139,7 +149,7 @@ fn new_daemon_and_container(variant: Variant) -> (Daemon, Arc<Container>) {
         mutex: Mutex::new().named("Container"),
         state: State {
             health: Health {
-                stop: Shared::new(Chan::new(0).named("stop")).named("Health.stop"),
+                stop: Shared::new(Chan::nil()).named("Health.stop"),
                 variant,
             },
         },
@@ -153,7 +163,10 @@ fn new_daemon_and_container(variant: Variant) -> (Daemon, Arc<Container>) {
 /// `TestMoby28462`.
 fn test_moby28462(variant: Variant) {
     let (d, c) = new_daemon_and_container(variant);
+    // updateHealthMonitor's if branch, when the container started: open and start the monitor.
     let stop = c.state.health.open_monitor_channel();
-    go_named("monitor", move || monitor(c, stop, variant));
+    if !stop.is_nil() {
+        go_named("monitor", move || monitor(c, stop, variant));
+    }
     go_named("StateChanged", move || d.state_changed());
 }

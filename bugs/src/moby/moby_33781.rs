@@ -22,30 +22,30 @@ inventory::submit! {
              timer goroutine, a second probe goes past loom's five threads"
         ),
         source: Source::Goker,
-        fix: Fix::Upstream("da28210a"),
+        fix: Fix::Upstream("67297ba0"),
         file: file!(),
         ..Bug::DEFAULT
     }
 }
 
 /// The container's health monitor: runs a probe every `probe_interval` until told to stop.
-fn monitor(stop: Chan<bool>, variant: Variant) {
+fn monitor(stop: Chan<()>, variant: Variant) {
     let probe_interval = Duration::from_nanos(50);
     let probe_timeout = Duration::from_nanos(50);
     loop {
         select! {
             recv(stop) => return,
             recv(time::after(probe_interval)) => {
+                let (ctx, cancel_probe) =
+                    context::with_timeout(&context::background(), probe_timeout);
                 let results = if variant.fixed() {
                     Chan::new(1).named("results")
                 } else {
                     Chan::new(0).named("results")
                 };
-                let (ctx, cancel_probe) =
-                    context::with_timeout(&context::background(), probe_timeout);
                 let r = results.clone();
                 go_named("monitor.func1", move || {
-                    // The probe ran; report its result.
+                    // probe.run(ctx, d, c) is done: report its result.
                     r.send(true);
                     r.close();
                 });
@@ -53,7 +53,7 @@ fn monitor(stop: Chan<bool>, variant: Variant) {
                     recv(stop) => {
                         cancel_probe.call();
                         if variant.fixed() {
-                            // Wait for the probe to exit.
+                            // 67297ba0: wait for the probe to exit.
                             results.recv();
                         }
                         return;
@@ -76,6 +76,7 @@ fn test_moby33781(variant: Variant) {
     go_named("monitor", move || monitor(s, variant));
     go_named("TestMoby33781.func1", move || {
         time::sleep(Duration::from_nanos(50));
-        stop.send(true);
+        // Health.CloseMonitorChannel: close(s.stop) (GoKer sends `stop <- true`).
+        stop.close();
     });
 }
