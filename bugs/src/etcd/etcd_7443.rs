@@ -24,7 +24,7 @@ inventory::submit! {
              than loom's five threads"
         ),
         source: Source::Goker,
-        fix: Fix::Upstream("#7443"),
+        fix: Fix::Upstream("8baaa06c"),
         file: file!(),
         ..Bug::DEFAULT
     }
@@ -95,7 +95,7 @@ impl SimpleBalancer {
             self.mu.rlock();
             let addr = self.pin_addr.get();
             // Up sets pinAddr and downc as a pair under mu.
-            let mut downc = self.downc.get();
+            let downc = self.downc.get();
             self.mu.runlock();
             if addr != 0 {
                 // Close the connections other than the pinned one.
@@ -103,8 +103,6 @@ impl SimpleBalancer {
                     send(self.notify_ch, vec![addr]) => {},
                     recv(self.stopc) => return,
                 }
-            } else {
-                downc = Chan::nil(); // `break` out of the select: downc stays nil
             }
             select! {
                 recv(downc) => {
@@ -164,30 +162,34 @@ impl SimpleBalancer {
 
     fn close(&self) {
         self.mu.lock();
-        if !self.variant.fixed() {
-            let _unlock = defer(|| self.mu.unlock());
-            if self.closed.get() {
-                return;
+        // The fix drops the deferred unlock: mu is released before waiting for donec.
+        let _unlock = defer(|| {
+            if !self.variant.fixed() {
+                self.mu.unlock()
             }
-            self.closed.set(true);
-            self.notify_ch.close();
-            self.pin_addr.set(0);
-            self.close_upc();
-            return;
-        }
+        });
+        // In case gRPC calls close twice.
         if self.closed.get() {
-            self.mu.unlock();
-            self.donec.recv();
+            if self.variant.fixed() {
+                self.mu.unlock();
+                self.donec.recv();
+            }
             return;
         }
         self.closed.set(true);
-        self.stopc.close();
+        if self.variant.fixed() {
+            self.stopc.close();
+        } else {
+            self.notify_ch.close();
+        }
         self.pin_addr.set(0);
         self.close_upc();
-        self.mu.unlock();
-        // Wait for updateNotifyLoop, the only sender, before closing notifyCh.
-        self.donec.recv();
-        self.notify_ch.close();
+        if self.variant.fixed() {
+            self.mu.unlock();
+            // Wait for updateNotifyLoop, the only sender, before closing notifyCh.
+            self.donec.recv();
+            self.notify_ch.close();
+        }
     }
 
     /// Terminates waiting `Get()`s: closes `upc` unless it is closed already.
@@ -221,19 +223,39 @@ impl AddrConn {
         self.shutdown.set(true);
     }
 
-    /// Connects (again): a connection that was up is first reported down, then the new one
-    /// is reported up, all under `ac.mu`.
+    /// gRPC's `resetTransport`: a connection that was up is first reported down (one
+    /// critical section of `ac.mu`), then the new one is reported up (another).
     fn reset_transport(&self) {
         self.mu.lock();
-        let _unlock = defer(|| self.mu.unlock());
         if self.shutdown.get() {
+            self.mu.unlock();
             return;
         }
         if let Some(down) = self.down.get() {
             down();
             self.down.set(None);
         }
+        self.mu.unlock();
+        // Here gRPC dials the address: it always succeeds in the kernel.
+        self.mu.lock();
+        if self.shutdown.get() {
+            self.mu.unlock();
+            return;
+        }
         self.down.set(Some(self.balancer.up(self.addr)));
+        self.mu.unlock();
+    }
+
+    /// gRPC's `transportMonitor`, for the one event the test's server causes: the transport
+    /// fails (the server kills every connection), and the connection is made again.
+    fn transport_monitor(&self) {
+        self.mu.lock();
+        if self.shutdown.get() {
+            self.mu.unlock();
+            return;
+        }
+        self.mu.unlock();
+        self.reset_transport();
     }
 }
 
@@ -300,8 +322,7 @@ impl ClientConn {
         }
         go_named("resetTransport", move || {
             ac.reset_transport();
-            // The test's server kills every connection at once: gRPC reconnects.
-            ac.reset_transport();
+            ac.transport_monitor();
         });
     }
 

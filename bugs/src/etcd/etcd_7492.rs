@@ -25,7 +25,7 @@ inventory::submit! {
              goroutine: six threads, one more than loom holds"
         ),
         source: Source::Goker,
-        fix: Fix::Upstream("#7492"),
+        fix: Fix::Upstream("1b1fabef"),
         file: file!(),
         ..Bug::DEFAULT
     }
@@ -63,40 +63,35 @@ impl SimpleTokenTtlKeeper {
     fn run(&self) {
         let token_ticker = Ticker::new(Duration::from_nanos(1));
         let _stop = defer(|| token_ticker.stop());
+        // The fix deletes the case of addSimpleTokenCh: a nil channel is never ready.
+        let add_simple_token_ch = if self.variant.fixed() {
+            Chan::nil()
+        } else {
+            self.add_simple_token_ch.clone()
+        };
         loop {
-            if self.variant.fixed() {
-                // The fix: no channel to add tokens; the expiry takes tokensMu.
-                select! {
-                    recv(token_ticker.c()) => {
-                        self.tokens_mu.lock();
-                        self.expire_tokens();
-                        self.tokens_mu.unlock();
-                    },
-                    recv(self.stop_ch) -> wait_ch => {
-                        wait_ch.expect("stopCh is open").send(());
-                        return;
-                    },
-                }
-                continue;
-            }
             select! {
                 // Having one token in the map is enough.
-                recv(self.add_simple_token_ch) => { self.tokens.insert("1", time::now()); },
-                recv(token_ticker.c()) => self.expire_tokens(),
+                recv(add_simple_token_ch) => { self.tokens.insert("1", time::now()); },
+                recv(token_ticker.c()) => {
+                    if self.variant.fixed() {
+                        self.tokens_mu.lock();
+                    }
+                    let tokens: Vec<&'static str> =
+                        self.tokens.with(|m| m.keys().copied().collect());
+                    for t in tokens {
+                        (self.delete_token_func)(t);
+                        self.tokens.remove(&t);
+                    }
+                    if self.variant.fixed() {
+                        self.tokens_mu.unlock();
+                    }
+                },
                 recv(self.stop_ch) -> wait_ch => {
                     wait_ch.expect("stopCh is open").send(());
                     return;
                 },
             }
-        }
-    }
-
-    /// The ticker case: every token (all of them count as expired) is deleted.
-    fn expire_tokens(&self) {
-        let expired: Vec<&'static str> = self.tokens.with(|m| m.keys().copied().collect());
-        for t in expired {
-            (self.delete_token_func)(t);
-            self.tokens.remove(&t);
         }
     }
 

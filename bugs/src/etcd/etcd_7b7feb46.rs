@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use primitives::context::{self, Context};
-use primitives::{go_named, select, time, Chan, Shared};
+use primitives::{defer, go_named, select, time, Chan, Shared};
 
 use crate::{Bug, Fix, Source, Variant};
 
@@ -25,9 +25,13 @@ inventory::submit! {
     }
 }
 
-/// How long the leader takes to answer, and how long the caller waits.
+/// How long the leader takes to answer, and the follower's request timeout
+/// (`s.Cfg.ReqTimeout()`).
 const LEADER_RTT: Duration = Duration::from_millis(50);
-const REQUEST_TIMEOUT: Duration = Duration::from_millis(100);
+const REQ_TIMEOUT: Duration = Duration::from_millis(100);
+
+/// `lease.ErrLeaseNotFound`.
+const ERR_LEASE_NOT_FOUND: &str = "lease not found";
 
 /// The HTTP request to the leader; `cancel` is `req.Cancel`.
 struct Request {
@@ -94,15 +98,30 @@ fn time_to_live_http(ctx: &Context, variant: Variant) -> Result<Vec<u8>, &'stati
         },
         recv(ctx.done()) => {
             cancel();
-            return Err("context deadline exceeded");
+            return Err("context deadline exceeded"); // ctx.Err()
         },
     }
     Ok(b.get()) // lresp.Unmarshal(b)
 }
 
-/// etcdserver's `LeaseTimeToLive` on a follower: forward to the leader, with a timeout.
+/// etcdserver's `EtcdServer.LeaseTimeToLive` on a follower: forwards the request to the
+/// leader until it answers or the request times out.
+fn lease_time_to_live(variant: Variant) -> Result<Vec<u8>, &'static str> {
+    let (cctx, cancel) = context::with_timeout(&context::background(), REQ_TIMEOUT);
+    let _cancel = defer(|| cancel.call());
+    // forward to leader
+    while cctx.err().is_none() {
+        // waitLeader: the leader is known, with one peer URL.
+        match time_to_live_http(&cctx, variant) {
+            Ok(resp) => return Ok(resp),
+            Err(ERR_LEASE_NOT_FOUND) => return Err(ERR_LEASE_NOT_FOUND),
+            Err(_) => {}
+        }
+    }
+    Err("etcdserver: request timed out") // ErrTimeout
+}
+
+/// A client's `LeaseTimeToLive` reaching a follower.
 fn test_etcd7b7feb46(variant: Variant) {
-    let (ctx, cancel) = context::with_timeout(&context::background(), REQUEST_TIMEOUT);
-    let _ = time_to_live_http(&ctx, variant);
-    cancel.call();
+    let _ = lease_time_to_live(variant);
 }

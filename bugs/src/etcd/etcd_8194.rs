@@ -22,7 +22,7 @@ inventory::submit! {
         // At bound 3 loom's search of the fixed variant does not finish; at 2 it does.
         budget: Budget { preemption_bound: Some(2), ..Budget::DEFAULT },
         source: Source::Goker,
-        fix: Fix::Upstream("#8194"),
+        fix: Fix::Upstream("8d418207"),
         file: file!(),
         ..Bug::DEFAULT
     }
@@ -31,7 +31,7 @@ inventory::submit! {
 /// `Lease` (its fields do not matter here).
 struct Lease;
 
-/// The lessor's `runLoop`, bounded as in GoKer (upstream loops until stopped).
+/// The lessor's `runLoop` rounds, bounded as in GoKer (upstream loops until stopped).
 const LOOPS: usize = 10;
 
 /// The lease manager (`lessor`).

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use primitives::sync::{RwMutex, WaitGroup};
-use primitives::{defer, go_named, GoMap};
+use primitives::{defer, go_named, GoMap, Shared};
 
 use crate::{Bug, Fix, Source, Variant};
 
@@ -19,22 +19,34 @@ inventory::submit! {
         goker: Some("gobench/goker/nonblocking/etcd/9446"),
         asplos: None,
         source: Source::Goker,
-        fix: Fix::Upstream("#9446"),
+        fix: Fix::Upstream("6c40b2b5"),
         file: file!(),
         ..Bug::DEFAULT
     }
 }
 
+/// `bucketBuffer`: the buffered key/values of one bucket; `used` counts them.
+struct BucketBuffer {
+    used: Shared<usize>,
+}
+
 /// `txBuffer`: writes buffered for a transaction, per bucket.
 struct TxBuffer {
-    buckets: GoMap<&'static str, ()>,
+    buckets: GoMap<&'static str, Arc<BucketBuffer>>,
 }
 
 impl TxBuffer {
+    /// Demotes the buckets not used since the last reset, and marks the others unused.
     fn reset(&self) {
-        let keys: Vec<&'static str> = self.buckets.with(|m| m.keys().copied().collect());
-        for k in keys {
-            self.buckets.remove(&k);
+        let buckets: Vec<(&'static str, Arc<BucketBuffer>)> = self
+            .buckets
+            .with(|m| m.iter().map(|(k, v)| (*k, v.clone())).collect());
+        for (k, v) in buckets {
+            if v.used.get() == 0 {
+                // demote
+                self.buckets.remove(&k);
+            }
+            v.used.set(0);
         }
     }
 }
@@ -45,8 +57,11 @@ struct TxReadBuffer {
 }
 
 impl TxReadBuffer {
-    fn range(&self) {
-        let _ = self.tx_buffer.buckets.get(&"1");
+    fn range(&self, bucket_name: &'static str) -> usize {
+        match self.tx_buffer.buckets.get(&bucket_name) {
+            Some(b) => b.used.get(), // b.Range(key, endKey, limit)
+            None => 0,
+        }
     }
 }
 
@@ -71,21 +86,42 @@ impl ReadTx {
         self.buf.tx_buffer.reset();
     }
 
-    fn unsafe_range(&self) {
-        self.buf.range();
+    fn unsafe_range(&self, bucket_name: &'static str) -> usize {
+        self.buf.range(bucket_name)
     }
 }
 
-/// `backend.defrag`'s part in this: after swapping the database it resets the read
-/// transaction.
+/// `batchTxBuffered.commit`: all read transactions must be closed, so it takes `readTx.mu`.
+fn commit(rt: &ReadTx) {
+    rt.mu.lock();
+    let _unlock = defer(|| rt.mu.unlock());
+    unsafe_commit(rt);
+}
+
+/// `batchTxBuffered.unsafeCommit`: rolls back the open read transaction and resets it.
+fn unsafe_commit(rt: &ReadTx) {
+    rt.reset();
+}
+
+/// `backend.defrag`: commits the batch transaction, rebuilds the database, then resets the
+/// read transaction.
 fn defrag(rt: &ReadTx) {
+    // b.batchTx.Lock() and b.mu.Lock(): readers take neither.
     if rt.variant.fixed() {
-        // The fix: block concurrent read requests while resetting the read transaction.
+        // The fix: block concurrent read requests while resetting tx.
         rt.mu.lock();
-        let _unlock = defer(|| rt.mu.unlock());
-        rt.reset();
-        return;
     }
+    let _unlock = defer(|| {
+        if rt.variant.fixed() {
+            rt.mu.unlock()
+        }
+    });
+    if rt.variant.fixed() {
+        unsafe_commit(rt);
+    } else {
+        commit(rt);
+    }
+    // The database is copied into a new file and reopened.
     rt.reset();
 }
 
@@ -105,7 +141,11 @@ fn test_etcd9446(variant: Variant) {
             },
             variant,
         });
-        txn.buf.tx_buffer.buckets.insert("1", ());
+        // The test's Put, written back to the read buffer: one key in bucket "key".
+        let b = BucketBuffer {
+            used: Shared::new(1).named("bucketBuffer.used"),
+        };
+        txn.buf.tx_buffer.buckets.insert("key", Arc::new(b));
         let (t1, wg1) = (txn.clone(), wg0.clone());
         go_named("defrag", move || {
             let _done = defer(|| wg1.done());
@@ -115,7 +155,7 @@ fn test_etcd9446(variant: Variant) {
         go_named("UnsafeRange", move || {
             let _done = defer(|| wg2.done());
             t2.lock();
-            t2.unsafe_range();
+            t2.unsafe_range("key");
             t2.unlock();
         });
     });

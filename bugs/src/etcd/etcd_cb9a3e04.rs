@@ -1,6 +1,6 @@
 #![doc = include_str!("etcd_cb9a3e04.md")]
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use primitives::sync::Mutex;
@@ -30,44 +30,68 @@ inventory::submit! {
     }
 }
 
-/// `simpleHTTPClient.headerTimeout`, and how long the endpoint takes to answer.
+/// `simpleHTTPClient.headerTimeout` (`Config.HeaderTimeoutPerRequest`), and how long the
+/// endpoint takes to answer.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(1);
 const ENDPOINT_RTT: Duration = Duration::from_millis(10);
 
-/// The caller's context: a type of its own (here, from another copy of the context
-/// package), so `context.WithCancel` cannot link to it and must watch it from a goroutine.
+/// `context.Canceled` and `context.DeadlineExceeded`.
+const CANCELED: &str = "context canceled";
+const DEADLINE_EXCEEDED: &str = "context deadline exceeded";
+
+/// The caller's context: a `Context` that is not one of the context package's own types
+/// (`parentCancelCtx` does not recognise it) and whose `Done` is not nil. It lives on.
 struct CallerCtx {
     done: Chan<()>,
 }
 
-/// `context.cancelCtx` (and `timerCtx`, with its timer) of golang.org/x/net/context.
+impl CallerCtx {
+    fn err(&self) -> Option<&'static str> {
+        None // never done while the kernel runs
+    }
+}
+
+/// golang.org/x/net/context's `cancelCtx`, or a `timerCtx` (a `cancelCtx` with a timer).
 struct CancelCtx {
-    mu: Mutex,
+    /// Closed by the first cancel call.
     done: Chan<()>,
+    mu: Mutex,
+    /// Set by the first cancel call.
     err: Shared<Option<&'static str>>,
-    timer: OnceLock<Timer>,
+    /// `timerCtx.timer`, under `mu`; `None` for a plain `cancelCtx`.
+    timer: Option<Shared<Option<Arc<Timer>>>>,
 }
 
 impl CancelCtx {
-    fn new() -> Arc<CancelCtx> {
+    /// `newCancelCtx` (`timer_ctx`: `&timerCtx{cancelCtx: newCancelCtx(parent)}`).
+    fn new(timer_ctx: bool) -> Arc<CancelCtx> {
         Arc::new(CancelCtx {
-            mu: Mutex::new().named("cancelCtx.mu"),
             done: Chan::new(0).named("cancelCtx.done"),
+            mu: Mutex::new().named("cancelCtx.mu"),
             err: Shared::new(None).named("cancelCtx.err"),
-            timer: OnceLock::new(),
+            timer: timer_ctx.then(|| Shared::new(None).named("timerCtx.timer")),
         })
     }
 
+    /// `cancelCtx.cancel`, then for a `timerCtx` the rest of `timerCtx.cancel`: stop the
+    /// timer. The contexts here have no children, and their parent is not one of the
+    /// package's types, so `removeChild` has nothing to do.
     fn cancel(&self, err: &'static str) {
         self.mu.lock();
-        let _unlock = defer(|| self.mu.unlock());
         if self.err.get().is_some() {
+            self.mu.unlock();
             return; // already canceled
         }
         self.err.set(Some(err));
         self.done.close();
-        if let Some(t) = self.timer.get() {
-            t.stop();
+        self.mu.unlock();
+        if let Some(timer) = &self.timer {
+            self.mu.lock();
+            if let Some(t) = timer.get() {
+                t.stop();
+                timer.set(None);
+            }
+            self.mu.unlock();
         }
     }
 
@@ -78,13 +102,13 @@ impl CancelCtx {
     }
 }
 
-/// `propagateCancel` for a parent that is not a `*cancelCtx`: a goroutine waits for either
-/// to be done.
+/// `propagateCancel`: the parent's `Done` is not nil and the parent is not a `*cancelCtx`,
+/// so a goroutine waits for either to be done.
 fn propagate_cancel(parent: &Arc<CallerCtx>, child: &Arc<CancelCtx>) {
     let (parent, child) = (parent.clone(), child.clone());
     go_named("propagateCancel", move || {
         select! {
-            recv(parent.done) => child.cancel("context canceled"),
+            recv(parent.done) => child.cancel(parent.err().unwrap_or(CANCELED)),
             recv(child.done) => {},
         }
     });
@@ -92,39 +116,53 @@ fn propagate_cancel(parent: &Arc<CallerCtx>, child: &Arc<CancelCtx>) {
 
 /// `context.WithCancel(parent)`.
 fn with_cancel(parent: &Arc<CallerCtx>) -> (Arc<CancelCtx>, Box<dyn FnOnce()>) {
-    let c = CancelCtx::new();
+    let c = CancelCtx::new(false);
     propagate_cancel(parent, &c);
     let cc = c.clone();
-    (c, Box::new(move || cc.cancel("context canceled")))
+    (c, Box::new(move || cc.cancel(CANCELED)))
 }
 
-/// `context.WithTimeout(parent, d)`.
+/// `context.WithTimeout(parent, d)`, that is `WithDeadline(parent, now + d)` for a parent
+/// with no deadline.
 fn with_timeout(parent: &Arc<CallerCtx>, d: Duration) -> (Arc<CancelCtx>, Box<dyn FnOnce()>) {
-    let c = CancelCtx::new();
+    let c = CancelCtx::new(true);
     propagate_cancel(parent, &c);
-    let ct = c.clone();
-    let _ = c.timer.set(time::after_func(d, move || {
-        ct.cancel("context deadline exceeded")
-    }));
+    c.mu.lock();
+    if c.err.get().is_none() {
+        let ct = c.clone();
+        let timer = time::after_func(d, move || ct.cancel(DEADLINE_EXCEEDED));
+        c.timer
+            .as_ref()
+            .expect("a timerCtx")
+            .set(Some(Arc::new(timer)));
+    }
+    c.mu.unlock();
     let cc = c.clone();
-    (c, Box::new(move || cc.cancel("context canceled")))
+    (c, Box::new(move || cc.cancel(CANCELED)))
 }
 
-/// A `CancelableTransport` whose endpoint answers after `ENDPOINT_RTT`.
-struct Transport {
-    cancelc: Chan<()>,
+/// The `http.Request`; `cancel` is `req.Cancel`.
+struct Request {
+    cancel: Chan<()>,
 }
+
+/// `requestCanceler` (`cancelreq.go`, Go 1.5 and later): sets `req.Cancel` and returns the
+/// function that closes it.
+fn request_canceler(req: &Arc<Request>) -> impl Fn() {
+    let req = req.clone();
+    move || req.cancel.close()
+}
+
+/// The `CancelableTransport`: an endpoint that answers after `ENDPOINT_RTT`, unless the
+/// request is cancelled first.
+struct Transport;
 
 impl Transport {
-    fn round_trip(&self) -> Result<&'static str, &'static str> {
+    fn round_trip(&self, req: &Request) -> Result<&'static str, &'static str> {
         select! {
             recv(time::after(ENDPOINT_RTT)) => Ok("200 OK"),
-            recv(self.cancelc) => Err("net/http: request canceled"),
+            recv(req.cancel) => Err("net/http: request canceled"),
         }
-    }
-
-    fn cancel_request(&self) {
-        self.cancelc.close();
     }
 }
 
@@ -138,6 +176,10 @@ struct SimpleHttpClient {
 impl SimpleHttpClient {
     /// `Do`, up to the response header (reading the body is left out).
     fn do_(&self, ctx: &Arc<CallerCtx>) -> Result<&'static str, String> {
+        let req = Arc::new(Request {
+            cancel: Chan::new(0).named("req.Cancel"),
+        });
+
         let (hctx, hcancel) = if self.variant.fixed() {
             if self.header_timeout > Duration::ZERO {
                 with_timeout(ctx, self.header_timeout)
@@ -153,10 +195,12 @@ impl SimpleHttpClient {
         };
         let _hcancel = defer(hcancel);
 
+        let reqcancel = request_canceler(&req);
+
         let rtchan = Chan::new(1).named("rtchan");
-        let (t, r) = (self.transport.clone(), rtchan.clone());
+        let (t, r, rq) = (self.transport.clone(), rtchan.clone(), req.clone());
         go_named("RoundTrip", move || {
-            r.send(t.round_trip());
+            r.send(t.round_trip(&rq));
             r.close();
         });
 
@@ -164,23 +208,25 @@ impl SimpleHttpClient {
             recv(rtchan) -> rtresp => rtresp.expect("one response").map_err(str::to_string),
             recv(hctx.done) => {
                 // cancel and wait for the request to actually exit before continuing
-                self.transport.cancel_request();
+                reqcancel();
                 let _ = rtchan.recv();
-                match hctx.err() {
-                    Some(_) => Err("client: endpoint exceeded header timeout".to_string()),
-                    None => unreachable!("failed to get error from context"),
+                if let Some(err) = ctx.err() {
+                    Err(err.to_string())
+                } else if hctx.err().is_some() {
+                    Err("client: endpoint exceeded header timeout".to_string())
+                } else {
+                    panic!("failed to get error from context")
                 }
             },
         }
     }
 }
 
-/// A client with a header timeout serves one request for a caller whose context lives on.
+/// A caller whose context lives on sends one request through a client with a header
+/// timeout (`httpClusterClient.Do` passes the caller's context to `simpleHTTPClient.Do`).
 fn test_etcdcb9a3e04(variant: Variant) {
     let c = SimpleHttpClient {
-        transport: Arc::new(Transport {
-            cancelc: Chan::new(0).named("reqcancel"),
-        }),
+        transport: Arc::new(Transport),
         header_timeout: HEADER_TIMEOUT,
         variant,
     };
