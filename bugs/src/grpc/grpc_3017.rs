@@ -19,7 +19,7 @@ inventory::submit! {
         walkthrough: include_str!("grpc_3017.md"),
         goker: Some("gobench/goker/blocking/grpc/3017"),
         source: Source::Goker,
-        fix: Fix::Upstream("#3017"),
+        fix: Fix::Upstream("ac35b677"),
         file: file!(),
         budget: Budget { preemption_bound: Some(2), ..Budget::DEFAULT },
         ..Bug::DEFAULT
@@ -53,7 +53,7 @@ struct LbCacheClientConn {
 impl LbCacheClientConn {
     fn new_sub_conn(&self, addrs: &[Address]) -> SubConn {
         if addrs.len() != 1 {
-            return 1;
+            return 1; // upstream returns an error; GoKer a SubConn
         }
         let addr_without_md = addrs[0];
         self.mu.lock();
@@ -92,19 +92,16 @@ impl LbCacheClientConn {
         let (ccc, e) = (self.clone(), entry.clone());
         let timer = time::after_func(self.timeout, move || {
             ccc.mu.lock();
-            let fixed = ccc.variant.fixed();
-            // The fix: unlock on every path, with a defer.
-            let _unlock = defer(|| {
-                if fixed {
-                    ccc.mu.unlock()
-                }
-            });
+            // The fix adds `defer ccc.mu.Unlock()` here...
+            let _unlock = ccc.variant.fixed().then(|| defer(|| ccc.mu.unlock()));
             if e.abort_deleting.get() {
                 return; // buggy: returns with ccc.mu still locked
             }
+            // `ccc.cc.RemoveSubConn(sc)`: the mock ClientConn is left out.
             ccc.sub_conn_to_addr.remove(&sc);
             ccc.sub_conn_cache.remove(&addr);
-            if !fixed {
+            // ...and removes this `Unlock`.
+            if !ccc.variant.fixed() {
                 ccc.mu.unlock();
             }
         });

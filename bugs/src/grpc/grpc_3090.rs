@@ -20,7 +20,7 @@ inventory::submit! {
         walkthrough: include_str!("grpc_3090.md"),
         goker: Some("gobench/goker/nonblocking/grpc/3090"),
         source: Source::Goker,
-        fix: Fix::Upstream("#3090"),
+        fix: Fix::Upstream("027cd627"),
         file: file!(),
         ..Bug::DEFAULT
     }

@@ -20,7 +20,7 @@ inventory::submit! {
             "every round of the unbounded loop starts a goroutine: more threads than loom holds"
         ),
         source: Source::Goker,
-        fix: Fix::Ours("TODO"),
+        fix: Fix::Upstream("#660"),
         file: file!(),
         ..Bug::DEFAULT
     }
@@ -33,26 +33,36 @@ struct BenchmarkClient {
 }
 
 impl BenchmarkClient {
-    fn do_close_loop_unary(&self) {
-        // The fix makes one `done` channel for the whole loop.
-        let shared_done = self.variant.fixed().then(|| Chan::new(0).named("done"));
+    fn do_close_loop_unary(self: &Arc<Self>) {
+        // The fix (ceacfbcb) makes one `done` channel for the whole loop, not one per round.
+        let loop_done = self.variant.fixed().then(|| Chan::new(0).named("done"));
         loop {
-            let done = shared_done
+            let done = loop_done
                 .clone()
                 .unwrap_or_else(|| Chan::new(0).named("done"));
-            let (stop, result) = (self.stop.clone(), done.clone());
-            let fixed = self.variant.fixed();
+            let (bc, done2) = (self.clone(), done.clone());
             go_named("doCloseLoopUnary.func1", move || {
-                // The unary call: it fails now and then.
-                let ok = rand::intn(10) <= 7;
-                if fixed {
-                    // The fix: give up on reporting once the client is stopping.
+                // The unary call: GoKer's draw stands for its error.
+                if rand::intn(10) > 7 {
+                    if bc.variant.fixed() {
+                        // 02bd4c80: the error report gives up once the client is stopping.
+                        select! {
+                            recv(bc.stop) => {},
+                            send(done2, false) => {},
+                        }
+                    } else {
+                        done2.send(false); // blocks forever once the loop has returned
+                    }
+                    return;
+                }
+                if bc.variant.fixed() {
+                    // ceacfbcb: the success report gives up once the client is stopping.
                     select! {
-                        recv(stop) => {},
-                        send(result, ok) => {},
+                        recv(bc.stop) => {},
+                        send(done2, true) => {},
                     }
                 } else {
-                    result.send(ok); // blocks forever once the loop has returned
+                    done2.send(true); // blocks forever once the loop has returned
                 }
             });
             select! {
@@ -62,13 +72,13 @@ impl BenchmarkClient {
         }
     }
 
-    /// Stops the client: every worker sees `stop` closed.
+    /// `shutdown`: stops the client; every worker sees `stop` closed.
     fn shutdown(&self) {
         self.stop.close();
     }
 }
 
-/// `TestGrpc660`.
+/// `TestGrpc660` (GoKer's), with the helper goroutine calling upstream's `shutdown`.
 fn test_grpc660(variant: Variant) {
     let bc = Arc::new(BenchmarkClient {
         stop: Chan::new(0).named("stop"),

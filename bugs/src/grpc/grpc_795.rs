@@ -17,8 +17,9 @@ inventory::submit! {
         kernel: test_grpc795,
         walkthrough: include_str!("grpc_795.md"),
         goker: Some("gobench/goker/blocking/grpc/795"),
+        asplos: Some("blocking-bugs/grpc-go/5a547ed72c09faf4050739d54caea1d51f4d276d.txt"),
         source: Source::Goker,
-        fix: Fix::Upstream("#795"),
+        fix: Fix::Upstream("069ed421"),
         file: file!(),
         ..Bug::DEFAULT
     }
@@ -27,9 +28,9 @@ inventory::submit! {
 /// The gRPC server (`Server`).
 struct Server {
     mu: Mutex,
-    /// Set by the first `GracefulStop`.
+    /// `drain`: set by the first `GracefulStop`.
     drain: Shared<bool>,
-    /// The live connections; `nil` once the server has stopped (none are opened here).
+    /// `conns`: the live transports; `nil` once the server has stopped (the test opens none).
     conns: Shared<Option<Vec<()>>>,
     variant: Variant,
 }
@@ -47,12 +48,14 @@ impl Server {
             return;
         }
         self.drain.set(true);
-        // Closing the listeners, draining the connections and waiting on `s.cv` until they
-        // are gone is left out: the test opens none.
+        // Closing the listeners, draining the transports, waiting on `s.cv` until they are
+        // gone and finishing `s.events` are left out: the test opens no connection.
         self.conns.set(None);
         self.mu.unlock();
     }
 
+    /// `Serve`, as GoKer keeps it: one locked section (upstream registers its listener
+    /// under `s.mu`, then loops on `Accept`).
     fn serve(&self) {
         self.mu.lock();
         self.mu.unlock();
@@ -81,7 +84,7 @@ impl Test {
     }
 }
 
-/// `TestGrpc795` (upstream's `testServerGracefulStopIdempotent`).
+/// `TestGrpc795`: upstream's `testServerGracefulStopIdempotent`, added by the fix.
 fn test_grpc795(variant: Variant) {
     let mut te = Test { srv: None };
     te.start_server(variant);
