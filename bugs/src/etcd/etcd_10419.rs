@@ -16,6 +16,7 @@ inventory::submit! {
         walkthrough: include_str!("etcd_10419.md"),
         source: Source::Diff("6e8913b0"),
         fix: Fix::Upstream("6e8913b0"),
+        review: "faithful: Checked against the fix 6e8913b0 (merged as #10419), mvcc/kvstore.go at its parent a00bff78, the test hunk, and 830d9e9e: Restore→restore→Compact re-locking store.mu, fixed by compactLockfree (and NewStore taking mu), with all reductions admitted.",
         file: file!(),
         ..Bug::DEFAULT
     }

@@ -22,6 +22,7 @@ inventory::submit! {
         budget: Budget { loom: 30_000, ..Budget::DEFAULT },
         source: Source::Goker,
         fix: Fix::Upstream("7f95780b"),
+        review: "faithful: Checked against GoKer etcd/3077 (and its race report), the fix 7f95780b and etcdserver/{server,raft}.go at 00c32ef0: the unordered creation of r.stopped/r.done in the raft goroutine and its read in the server's deferred shutdown, fixed by creating them before `go s.r.run()`, as upstream.",
         file: file!(),
         ..Bug::DEFAULT
     }

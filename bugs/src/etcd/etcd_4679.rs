@@ -21,6 +21,7 @@ inventory::submit! {
         asplos: Some("blocking-bugs/etcd/d21d2e6624bc5400e52baa45804668f5f9b6a161.txt"),
         source: Source::Diff("d21d2e66"),
         fix: Fix::Upstream("d21d2e66"),
+        review: "faithful: Checked against the fix d21d2e66 (#4706), clientv3/client.go and watch.go at b9228180, and the PR's review thread: Close holding c.mu while waiting for a watcher blocked in retryConnection, fixed by unlocking before closing the watcher (plus the ctx-aware dialer), as upstream; the driver is ours and said to be.",
         file: file!(),
         ..Bug::DEFAULT
     }

@@ -20,6 +20,7 @@ inventory::submit! {
         budget: Budget { preemption_bound: Some(2), ..Budget::DEFAULT },
         source: Source::Diff("09e8f578"),
         fix: Fix::Upstream("09e8f578"),
+        review: "faithful: Checked against 09e8f578 and 09e8f578^ (v3rpc/watch.go, mvcc/watcher.go) with the test 41d3cea9 of the same PR: the send-on-closed-channel race between recvLoop and close() is upstream's, the fix is upstream's three hunks as switches, and every reduction is admitted.",
         file: file!(),
         ..Bug::DEFAULT
     }

@@ -21,6 +21,7 @@ inventory::submit! {
         asplos: Some("blocking-bugs/etcd/1d8813052292e6053957fae01d080fde9717f3fc.txt"),
         source: Source::Goker,
         fix: Fix::Upstream("1d881305"),
+        review: "faithful: Checked against GoKer etcd/5509, the fix 1d881305 (and a83051d0 of the same PR) and clientv3/{client,remote_client,kv}.go at 1d881305^: the leaked read lock on acquire's error path and Close's re-lock are upstream's; the departure from GoKer's acquire loop toward upstream is admitted and sound.",
         file: file!(),
         ..Bug::DEFAULT
     }

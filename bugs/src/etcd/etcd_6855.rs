@@ -18,6 +18,7 @@ inventory::submit! {
         asplos: Some("blocking-bugs/etcd/7afc490c95789c408fbc256d8e790273d331c984.txt"),
         source: Source::Diff("7afc490c"),
         fix: Fix::Upstream("7afc490c"),
+        review: "faithful: Checked against the fix 7afc490c, raft/node.go at 7c8f13ae and the issue #6855 / PR #6857 threads: the Status-after-Stop hang and its select-on-done fix are upstream's; the sequential driver is ours and said to be, built from the issue's description.",
         file: file!(),
         ..Bug::DEFAULT
     }

@@ -19,6 +19,7 @@ inventory::submit! {
         asplos: Some("blocking-bugs/etcd/7afc490c95789c408fbc256d8e790273d331c984.txt"),
         source: Source::Goker,
         fix: Fix::Upstream("7afc490c"),
+        review: "faithful: Checked against GoKer etcd/6857, the fix 7afc490c and raft/node.go at 7c8f13ae: GoKer's Status/Stop/run leak with upstream's select-on-done fix, all departures admitted.",
         file: file!(),
         ..Bug::DEFAULT
     }

@@ -20,6 +20,7 @@ inventory::submit! {
         asplos: Some("blocking-bugs/etcd/7618fdd1d642e47cac70c03f637b0fd798a53a6e.txt"),
         source: Source::Goker,
         fix: Fix::Upstream("7618fdd1"),
+        review: "faithful: Checked against GoKer etcd/6873, the fix 7618fdd1 and proxy/grpcproxy/watch_broadcasts.go at its parent 377f19b0: lock held across the wait for the coalescing goroutine, fixed by unlocking before `<-donec`, as upstream.",
         file: file!(),
         ..Bug::DEFAULT
     }

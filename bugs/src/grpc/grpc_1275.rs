@@ -20,6 +20,7 @@ inventory::submit! {
         goker: Some("gobench/goker/blocking/grpc/1275"),
         source: Source::Goker,
         fix: Fix::Upstream("7df48bee"),
+        review: "faithful: Checked against GoKer blocking/grpc/1275, the fix 7df48bee (= 0669f3f8), transport/{transport,http2_client}.go at a3592bda and GoReal's backtrace: same two goroutines, same missing wake-up, fix at the one hunk; faithful.",
         file: file!(),
         ..Bug::DEFAULT
     }

@@ -20,6 +20,7 @@ inventory::submit! {
         asplos: Some("blocking-bugs/grpc-go/4e56696c6c5a8cd7b711a1eb8936463559361da5.txt"),
         source: Source::Goker,
         fix: Fix::Upstream("4e56696c"),
+        review: "faithful: Checked against GoKer blocking/grpc/1424, the fix 4e56696c (= 64bd0b04, ASPLOS 4e56696c…) and clientconn.go at 39c8c386: same missing close on the watcher's failure path, fix at the one hunk; faithful.",
         file: file!(),
         ..Bug::DEFAULT
     }

@@ -21,6 +21,7 @@ inventory::submit! {
         goker: Some("gobench/goker/blocking/grpc/1460"),
         source: Source::Diff("c29d6389"),
         fix: Fix::Upstream("c29d6389"),
+        review: "faithful: Built from upstream's transport/http2_client.go at 7db1564b and checked against the fix c29d6389 (= e605a1ec), issue #1459 and PR #1460 (GoKer's different unbuffered kernel read and set aside, with the reason): same lost token, lock-held receive and the one-line refill fix; faithful (reports lag the trace by one regeneration).",
         file: file!(),
         budget: Budget { preemption_bound: Some(2), ..Budget::DEFAULT },
         ..Bug::DEFAULT

@@ -22,6 +22,7 @@ inventory::submit! {
         asplos: Some("non-blocking-bugs/grpc-go/c6b46087ab923e9f453ec433f99174cdd45b9b89.txt"),
         source: Source::Goker,
         fix: Fix::Upstream("c6b46087"),
+        review: "faithful: Checked against GoKer nonblocking/grpc/1687, the fix c6b46087 (ASPLOS c6b46087…) and transport/handler_server.go at 00383af2: same send-after-close through `do`, all three fix hunks switched; faithful.",
         file: file!(),
         budget: Budget { loom: 30_000, ..Budget::DEFAULT },
         ..Bug::DEFAULT

@@ -20,6 +20,7 @@ inventory::submit! {
         goker: Some("gobench/goker/nonblocking/grpc/2371"),
         source: Source::Diff("cb116274"),
         fix: Fix::Upstream("cb116274"),
+        review: "faithful: Checked against the fix cb116274, clientconn.go / resolver_conn_wrapper.go / balancer_conn_wrappers.go at c1fc9faf and GoKer nonblocking/grpc/2371: same nil balancer wrapper after Close, fix at the one hunk; faithful (reports lag the trace by one regeneration).",
         file: file!(),
         budget: Budget { loom: 25_000, ..Budget::DEFAULT },
         ..Bug::DEFAULT

@@ -20,6 +20,7 @@ inventory::submit! {
         asplos: Some("blocking-bugs/kubernetes/97f4647dc3d8cf46c2b66b89a31c758a6edfb57c.txt"),
         source: Source::Goker,
         fix: Fix::Upstream("97f4647d"),
+        review: "faithful: Checked against GoKer blocking/kubernetes/25331, the 97f4647d diff (ASPLOS) and a later etcd3 watcher.go: GoKer's kernel, upstream's fix as a switch, leak verdict right; every departure admitted.",
         file: file!(),
         ..Bug::DEFAULT
     }

@@ -20,6 +20,7 @@ inventory::submit! {
         asplos: None,
         source: Source::Goker,
         fix: Fix::Upstream("#26980"),
+        review: "faithful: Checked against GoKer blocking/kubernetes/26980, PR #26980's description and review-thread hunks, and post-fix shared_informer.go copies: GoKer's kernel, the PR's blockingGet fix as a switch, deadlock verdict right; fix commit not pinned (admitted).",
         file: file!(),
         ..Bug::DEFAULT
     }

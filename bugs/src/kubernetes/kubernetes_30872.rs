@@ -22,6 +22,7 @@ inventory::submit! {
         asplos: Some("blocking-bugs/kubernetes/681d153050930f67945fc308ad10566ec299edd5.txt"),
         source: Source::Goker,
         fix: Fix::Upstream("681d1530"),
+        review: "faithful: Checked against GoKer blocking/kubernetes/30872 (kernel and backtrace), the 681d1530 diff and PR #30872's thread: GoKer's kernel with an admitted period wait, upstream's first hunk as the switch, leak verdict right.",
         file: file!(),
         loom: Loom::DoesNotApply(
             "the controller loop runs until stopChan is closed; loom's unfair schedules (the \

@@ -20,6 +20,7 @@ inventory::submit! {
         asplos: Some("blocking-bugs/kubernetes/04e2deeb287f7d60372ed853a75acfff3668cedc.txt"),
         source: Source::Diff("04e2deeb"),
         fix: Fix::Upstream("04e2deeb"),
+        review: "faithful: Checked against the 04e2deeb diff (ASPLOS), the buggy azure_zones.go and PR #45192: upstream's function with the corpus's own two-caller test (admitted), both fix hunks as switches, deadlock verdict right.",
         file: file!(),
         ..Bug::DEFAULT
     }

@@ -21,6 +21,7 @@ inventory::submit! {
         asplos: Some("non-blocking-bugs/kubernetes/345f875c51c0acd909f206b855d158b8e3adbbb3.txt"),
         source: Source::Goker,
         fix: Fix::Upstream("345f875c"),
+        review: "faithful: Checked against GoKer nonblocking/kubernetes/49404 (kernel and race report), the 345f875c diff and PR #49404: GoKer's kernel, upstream's atomic-counter fix as a switch, race verdict right.",
         file: file!(),
         ..Bug::DEFAULT
     }

@@ -19,6 +19,7 @@ inventory::submit! {
         asplos: Some("blocking-bugs/kubernetes/0aee25e06527993c59f3159e0cf3ff4342e169cd.txt"),
         source: Source::Goker,
         fix: Fix::Upstream("cc3a433a"),
+        review: "faithful: Checked against GoKer blocking/kubernetes/5316, the ASPLOS merge 0aee25e0, PR #5316 and PR #83925: GoKer's kernel, the buffer-of-one fix as a switch, leak verdict right; the fix diff itself was not seen (admitted).",
         file: file!(),
         ..Bug::DEFAULT
     }

@@ -20,6 +20,7 @@ inventory::submit! {
         asplos: Some("blocking-bugs/kubernetes/82afb7ab1fe12cf2efceede2322d082eaf5d5adc.txt"),
         source: Source::Goker,
         fix: Fix::Upstream("82afb7ab"),
+        review: "faithful: Checked against GoKer blocking/kubernetes/6632, Kubernetes 82afb7ab (ASPLOS) and spdystream e731c8f9 / d91d6d15 / 99515db3: GoKer's kernel, upstream's drain goroutine as a switch, leak verdict right.",
         file: file!(),
         // Bound 3 does not finish the fixed variant's search within the budget; bound 2 does,
         // and still finds the bug.

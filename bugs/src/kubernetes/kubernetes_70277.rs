@@ -21,6 +21,7 @@ inventory::submit! {
         asplos: None,
         source: Source::Goker,
         fix: Fix::Upstream("2306eb41"),
+        review: "faithful: Checked against GoKer blocking/kubernetes/70277, apimachinery 83865555 / 9c4c3665 and wait.go at b814ad55, and PR #70277: GoKer's kernel, upstream's WaitFor rewrite as the switch, deadlock verdict right.",
         file: file!(),
         ..Bug::DEFAULT
     }

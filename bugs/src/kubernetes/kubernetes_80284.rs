@@ -20,6 +20,7 @@ inventory::submit! {
         asplos: None,
         source: Source::Goker,
         fix: Fix::Upstream("7518a44b"),
+        review: "faithful: Checked against GoKer nonblocking/kubernetes/80284, client-go 0dd469e4 (Kubernetes 7518a44b, merged in dac3b9c7) and exec.go at a56922ba, PR #80284 and GoReal's report: same unguarded `onRotate` write, fix switched; faithful.",
         file: file!(),
         ..Bug::DEFAULT
     }
