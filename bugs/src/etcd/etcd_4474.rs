@@ -496,7 +496,8 @@ impl RaftNode {
 /// The restart of a one-member raftexample cluster: the node replays its WAL, then a new
 /// proposal must commit.
 fn test_restart(variant: Variant) {
-    let propose_c = Chan::new(1).named("proposeC");
+    // `proposeC := make(chan string)` in raftexample's `main`.
+    let propose_c = Chan::new(0).named("proposeC");
     let (commit_c, error_c) = new_raft_node(propose_c.clone(), variant);
 
     // Read the replayed log, up to the nil.

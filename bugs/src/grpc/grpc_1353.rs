@@ -31,7 +31,7 @@ inventory::submit! {
 /// watcher fails; GoKer sends 100; two are enough for the bug).
 const UPDATES: usize = 2;
 
-/// The round-robin balancer (`roundRobin`), with its `sync.Mutex` embedded as `mu`.
+/// The round-robin balancer (`roundRobin`); its named field `mu` is reached through `Deref`.
 struct RoundRobin {
     mu: Mutex,
     /// `addrCh`: made by `Start`, read by `Notify`.

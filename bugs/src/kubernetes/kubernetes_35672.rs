@@ -7,7 +7,7 @@ use primitives::sync::RwMutex;
 use primitives::time::{self, Instant, Timer};
 use primitives::{defer, go_named, select, Chan, Shared};
 
-use crate::{Budget, Bug, Fix, Source, Variant};
+use crate::{Bug, Fix, Source, Variant};
 
 inventory::submit! {
     Bug {
@@ -22,9 +22,6 @@ inventory::submit! {
         source: Source::Diff("99167438"),
         fix: Fix::Upstream("99167438"),
         file: file!(),
-        // Bound 2 lets loom fire the resync timer before every select and take its case
-        // first, for ever: unfair schedules that starve `cancelCh` (see the walkthrough).
-        budget: Budget { preemption_bound: Some(1), ..Budget::DEFAULT },
         ..Bug::DEFAULT
     }
 }
