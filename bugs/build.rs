@@ -8,7 +8,8 @@ use std::{env, fs};
 
 fn main() {
     let src = Path::new(&env::var("CARGO_MANIFEST_DIR").expect("cargo sets it")).join("src");
-    println!("cargo:rerun-if-changed=src");
+    // Absolute: a target dir shared by two checkouts must rerun this for each of them.
+    println!("cargo:rerun-if-changed={}", src.display());
     println!("cargo:rerun-if-changed=excluded.tsv");
     let mut projects: Vec<_> = fs::read_dir(&src)
         .expect("bugs/src is readable")

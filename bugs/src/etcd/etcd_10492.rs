@@ -21,6 +21,7 @@ inventory::submit! {
         asplos: None,
         source: Source::Goker,
         fix: Fix::Upstream("e20b9d9e"),
+        review: "faithful after mends: Checked against GoKer etcd/10492, GoReal etcd/10492 (backtrace), the fix e20b9d9e and lease/lessor.go at 8c228d69: right bug and fix; one mend — the walkthrough's reason why Go stays silent (runLoop's timer) is wrong, runLoop blocks on le.mu and the backend's commit loop is what keeps the test alive.",
         file: file!(),
         ..Bug::DEFAULT
     }

@@ -25,6 +25,7 @@ inventory::submit! {
         ),
         source: Source::Diff("0cb304ec"),
         fix: Fix::Upstream("0cb304ec"),
+        review: "faithful after mends: Checked against the fix 0cb304ec (#4476), contrib/raftexample/raft.go and raft/{node,raft}.go at 5e47ba3f, eb7fef55, and the #4474/#4476 threads: the missing-HardState restart hang and upstream's replay-through-raft fix are modelled with an openly admitted pre-eb7fef55 buggy publishEntries; one unlisted channel capacity (proposeC) to add to Deviations.",
         file: file!(),
         ..Bug::DEFAULT
     }

@@ -31,6 +31,7 @@ inventory::submit! {
         ),
         source: Source::Goker,
         fix: Fix::Upstream("91dc6b29"),
+        review: "faithful: Checked against GoKer etcd/4876 (and its race report), the fix 91dc6b29 and v3rpc/watch.go + clientv3/integration/watch_test.go at 2c83362e: the progress-interval race and its fix (write before the servers start) are upstream's; the registration's four ASPLOS entries cover the whole PR while the kernel is the one 91dc6b29 race, which the header could say.",
         file: file!(),
         ..Bug::DEFAULT
     }

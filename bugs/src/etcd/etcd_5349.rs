@@ -20,6 +20,7 @@ inventory::submit! {
         asplos: Some("blocking-bugs/etcd/120020fa9c3d4b6c98d7beb863ac4c6bfe4d499b.txt"),
         source: Source::Diff("120020fa"),
         fix: Fix::Upstream("120020fa"),
+        review: "faithful after mends: Faithful after a one-line mend. Checked against 120020fa (and 120020fa^ = 393725fe: election.go, key.go, session.go, the new TestElectionSessionRecampaign) and the ASPLOS diff: right bug, upstream's fix at the right switch, deadlock verdict honestly qualified; one minor unlisted simplification of Observe's empty-prefix path.",
         file: file!(),
         ..Bug::DEFAULT
     }

@@ -21,6 +21,7 @@ inventory::submit! {
         asplos: Some("blocking-bugs/etcd/de008c8a4ac327eee481fcc0245f55de7b393351.txt"),
         source: Source::Goker,
         fix: Fix::Upstream("de008c8a"),
+        review: "faithful after mends: Checked against GoKer etcd/6708, the fix de008c8a (the one commit of #6708) and client/client.go, client/members.go at de008c8a^: the Sync→SetEndpoints→Leader→Do self-deadlock and the lock-narrowing fix are upstream's; two minor mends (an unlisted simplification of the unused random-mode branch, a hunk label in the fix table).",
         file: file!(),
         ..Bug::DEFAULT
     }

@@ -21,6 +21,7 @@ inventory::submit! {
         asplos: Some("blocking-bugs/grpc-go/27b2052c9524abc45ae991d6a402ddb91f06ba03.txt"),
         source: Source::Goker,
         fix: Fix::Upstream("27b2052c"),
+        review: "faithful: Checked against GoKer blocking/grpc/1353, the fix 27b2052c (= 0662e89b, ASPLOS blocking-bugs/grpc-go/27b2052c…), balancer.go and clientconn.go at 8264d619: same lock-held send vs lock-taking receiver, both fix hunks switched; faithful.",
         file: file!(),
         budget: Budget { preemption_bound: Some(2), ..Budget::DEFAULT },
         ..Bug::DEFAULT

@@ -19,6 +19,7 @@ inventory::submit! {
         walkthrough: include_str!("grpc_2695.md"),
         source: Source::Diff("272a4b69"),
         fix: Fix::Upstream("272a4b69"),
+        review: "faithful: Checked against grpc-go 272a4b69 and its parent (`internal/transport/handler_server.go`, `stream.go`, `server.go`), c6b46087's message and PR #2695's thread: right bug, upstream's three hunks as switches, the invented handler is admitted and shaped on etcd#9956; reports lag one regeneration.",
         file: file!(),
         ..Bug::DEFAULT
     }

@@ -20,6 +20,7 @@ inventory::submit! {
         asplos: Some("blocking-bugs/kubernetes/64ad3e17ad15cd0f9a4fd86706eec1c572033254.txt"),
         source: Source::Goker,
         fix: Fix::Upstream("64ad3e17"),
+        review: "faithful: Checked against GoKer blocking/kubernetes/10182 and the ASPLOS copy of 64ad3e17: GoKer's kernel with upstream's one-line fix; nothing unadmitted.",
         file: file!(),
         loom: Loom::DoesNotApply(
             "the fixed variant starts two more goroutines (go DeletePodStatus): seven threads \

@@ -20,6 +20,7 @@ inventory::submit! {
         asplos: Some("blocking-bugs/kubernetes/435e0b73bb99862f9dedf56a50260ff3dfef14ff.txt"),
         source: Source::Goker,
         fix: Fix::Upstream("435e0b73"),
+        review: "faithful: Checked against GoKer blocking/kubernetes/1321, the ASPLOS copy of 435e0b73 and GoReal's report: GoKer's kernel with upstream's three-hunk fix; nothing unadmitted.",
         file: file!(),
         budget: Budget { preemption_bound: Some(2), ..Budget::DEFAULT },
         ..Bug::DEFAULT

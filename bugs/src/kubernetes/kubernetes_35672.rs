@@ -21,6 +21,7 @@ inventory::submit! {
         asplos: Some("blocking-bugs/kubernetes/991674380b7773d73afaeafeac6242bf3b6e6001.txt"),
         source: Source::Diff("99167438"),
         fix: Fix::Upstream("99167438"),
+        review: "faithful after mends: Checked against the 99167438 diff (ASPLOS), issues #35015 and #39734: kernel follows reflector.go's resync goroutine, upstream's cancelCh fix as a switch, leak verdict right; the stated reason for loom's bound 1 contradicts the crate's rotating select and must be restated.",
         file: file!(),
         ..Bug::DEFAULT
     }

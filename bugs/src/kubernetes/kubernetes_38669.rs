@@ -21,6 +21,7 @@ inventory::submit! {
         asplos: None,
         source: Source::Goker,
         fix: Fix::Upstream("#38669"),
+        review: "faithful: Checked against GoKer blocking/kubernetes/38669, issue #38670 and PR #38669 (and #39078 for the later check): GoKer's kernel, the PR's done-channel fix as a switch, leak verdict right; the fix's commit is not pinned (admitted).",
         file: file!(),
         ..Bug::DEFAULT
     }

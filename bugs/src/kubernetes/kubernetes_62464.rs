@@ -20,6 +20,7 @@ inventory::submit! {
         asplos: Some("blocking-bugs/kubernetes/c1b19fce903675b82e9fdd1befcc5f5d658bfe78.txt"),
         source: Source::Goker,
         fix: Fix::Upstream("c1b19fce"),
+        review: "faithful: Checked against GoKer blocking/kubernetes/62464 and the c1b19fce diff (ASPLOS): GoKer's kernel exactly, upstream's one-hunk fix as a variant switch, leak verdict right; only a cosmetic prose/trace mismatch on which nested RLock blocks.",
         file: file!(),
         ..Bug::DEFAULT
     }

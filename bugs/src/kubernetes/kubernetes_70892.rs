@@ -21,6 +21,7 @@ inventory::submit! {
         asplos: None,
         source: Source::Goker,
         fix: Fix::Upstream("#70892"),
+        review: "faithful after mends: Checked against GoKer nonblocking/kubernetes/70892, GoReal's revert diff and race report (fixed tree b8fece50), the PR #70892 description and client-go b5eba4c2: the buggy kernel is the upstream race; the fixed variant keeps the fix's effect but runs the function configs sequentially (upstream: a parallel loop over configs) and the walkthrough says the diff was not seen — faithful after mends to the Mapping/Deviations.",
         file: file!(),
         ..Bug::DEFAULT
     }

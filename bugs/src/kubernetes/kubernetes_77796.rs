@@ -28,6 +28,7 @@ inventory::submit! {
             "kubernetes/apiserver pkg/storage/cacher/cacher_whitebox_test.go @ ecab80d4",
         ),
         fix: Fix::Upstream("3892f669"),
+        review: "faithful after mends: Checked against the apiserver fix ef7e49ea (Kubernetes 3892f669) and cacher.go / cacher_whitebox_test.go at ecab80d4, issue #77451, GoReal's revert and report, and GoKer nonblocking/kubernetes/77796: same between-rounds race on `watchersBuffer`, fix switched; one wrong claim about GoKer's kernel to mend.",
         file: file!(),
         ..Bug::DEFAULT
     }

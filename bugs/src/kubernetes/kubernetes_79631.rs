@@ -27,6 +27,7 @@ inventory::submit! {
         asplos: None,
         source: Source::Goker,
         fix: Fix::Upstream("#79631"),
+        review: "faithful after mends: Checked against GoKer nonblocking/kubernetes/79631, the PR #79631 review thread, GoReal's revert diff and race report (fixed tree 5257266e) and apimachinery's `JitterUntil` before 49ae5f6b: same flusher-pop vs unlocked-Get race, fake-clock fix switched; the fix table should list the merged hunks.",
         file: file!(),
         ..Bug::DEFAULT
     }

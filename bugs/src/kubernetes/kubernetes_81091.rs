@@ -20,6 +20,7 @@ inventory::submit! {
         asplos: None,
         source: Source::Goker,
         fix: Fix::Upstream("#81091"),
+        review: "faithful after mends: Checked against GoKer nonblocking/kubernetes/81091, PR #81091's description and report, GoReal's revert diff and report (fixed tree 314aa4f9) and client-go f12b22a8: same unguarded counter, fixed variant equals the fix; the walkthrough should cite the now-available diff and name the test.",
         file: file!(),
         ..Bug::DEFAULT
     }

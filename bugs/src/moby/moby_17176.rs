@@ -22,6 +22,7 @@ inventory::submit! {
         asplos: Some("blocking-bugs/docker/2f16895ee94848e2d8ad72bc01968b4c88d84cb8.txt"),
         source: Source::Goker,
         fix: Fix::Upstream("2f16895e"),
+        review: "faithful: Checked against GoKer blocking/moby/17176, the fix 2f16895e (deviceset.go and the test it adds) and the history d295dc66/87de0400: the early return that keeps the devices lock, fixed by the one Unlock upstream added.",
         file: file!(),
         // The test's `time.After` is a watchdog: it fires only once the checker is stuck.
         budget: Budget { timers: Some(TimerMode::Lazy), ..Budget::DEFAULT },

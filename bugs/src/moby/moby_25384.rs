@@ -21,6 +21,7 @@ inventory::submit! {
         asplos: Some("blocking-bugs/docker/42360d164b9f25fb4b150ef066fcf57fa39559a7.txt"),
         source: Source::Goker,
         fix: Fix::Upstream("42360d16"),
+        review: "faithful: Checked against GoKer blocking/moby/25384, the fix 42360d16 and plugin/manager.go at 87e48ecd: `WaitGroup.Wait` inside the loop that starts the goroutines, fixed by moving it after the loop, as upstream.",
         file: file!(),
         ..Bug::DEFAULT
     }
