@@ -2,8 +2,11 @@
 //! cost beside the anchors.
 //!
 //! Detection speed is measured here: each buggy kernel on each controlled engine, with seeds 1
-//! to 5 (loom's search is deterministic: one run), schedules and wall time to the first failure,
-//! medians; and the `std` baseline's manifest rate. The primitive and search figures come from
+//! to 10 (loom's search is deterministic: one run), schedules and wall time to the first
+//! failure, as median, 90th percentile and maximum over the seeds; the *portfolio* (the
+//! searching engines interleaved one schedule at a time, as a user running `harness` gets
+//! them); the bugs each engine misses within 1,000 schedules; and the `std` baseline's
+//! manifest rate. The primitive and search figures come from
 //! criterion (`cargo bench -p primitives`), read from its estimates if they are there.
 
 use std::collections::BTreeMap;
@@ -29,12 +32,42 @@ pub struct Detection {
     pub manifest: Option<(u64, u64)>,
 }
 
+/// The `q`-quantile (0..=1) of schedules to the first failure, a miss counting as endless
+/// (`None` when the quantile falls on a miss).
+fn quantile(schedules: &[Option<u64>], q: f64) -> Option<u64> {
+    let mut all: Vec<u64> = schedules.iter().map(|s| s.unwrap_or(u64::MAX)).collect();
+    if all.is_empty() {
+        return None;
+    }
+    all.sort_unstable();
+    let k = ((q * all.len() as f64).ceil() as usize).clamp(1, all.len()) - 1;
+    Some(all[k]).filter(|&v| v != u64::MAX)
+}
+
 impl Detection {
     /// The median schedules to the first failure, over the seeds that found it.
     pub fn median_schedules(&self) -> Option<u64> {
         let mut found: Vec<u64> = self.schedules.iter().flatten().copied().collect();
         found.sort_unstable();
         (!found.is_empty()).then(|| found[found.len() / 2])
+    }
+
+    /// The 90th percentile over every seed (a miss counts as endless).
+    pub fn p90_schedules(&self) -> Option<u64> {
+        quantile(&self.schedules, 0.9)
+    }
+
+    /// The worst seed (a miss counts as endless).
+    pub fn max_schedules(&self) -> Option<u64> {
+        quantile(&self.schedules, 1.0)
+    }
+
+    /// Seeds whose search did not find the bug within `limit` schedules.
+    pub fn misses_within(&self, limit: u64) -> usize {
+        self.schedules
+            .iter()
+            .filter(|s| s.is_none_or(|n| n > limit))
+            .count()
     }
 
     pub fn median_seconds(&self) -> f64 {
@@ -51,7 +84,10 @@ pub struct Bench {
     pub detections: Vec<Detection>,
 }
 
-pub const SEEDS: u64 = 5;
+pub const SEEDS: u64 = 10;
+
+/// The schedules a search should need at most (BENCH.md counts the misses).
+pub const WITHIN: u64 = 1_000;
 
 /// Measures one bug on every engine that applies.
 pub fn measure(bug: &Bug, seeds: u64) -> Vec<Detection> {
@@ -103,6 +139,30 @@ pub fn measure(bug: &Bug, seeds: u64) -> Vec<Detection> {
         out.push(d);
     }
     out
+}
+
+/// The portfolio's schedules to the first failure at each seed: the searching engines take
+/// turns, one schedule each, so an engine that needs `n` schedules costs the portfolio about
+/// `k × n` (`k` engines); loom's one search counts at every seed. `None` where every engine
+/// missed.
+pub fn portfolio(detections: &[&Detection], seeds: u64) -> Vec<Option<u64>> {
+    let searching: Vec<&&Detection> = detections.iter().filter(|d| d.engine != "std").collect();
+    let k = searching.len() as u64;
+    (0..seeds as usize)
+        .map(|i| {
+            searching
+                .iter()
+                .filter_map(|d| {
+                    let s = if d.schedules.len() == 1 {
+                        d.schedules[0]
+                    } else {
+                        d.schedules.get(i).copied().flatten()
+                    };
+                    s.map(|n| k * n)
+                })
+                .min()
+        })
+        .collect()
 }
 
 /// A criterion estimate: `group/function`, nanoseconds per iteration, elements per iteration.
@@ -316,45 +376,66 @@ pub fn render(bench: &Bench, estimates: &[Estimate]) -> String {
     let _ = writeln!(out, "## Detection speed\n");
     let _ = writeln!(
         out,
-        "Schedules to the first failure of each buggy kernel, median over seeds 1–{} (loom: one \
-         deterministic search), and the wall time; `std` is the native baseline (runs in which the \
-         bug manifested, out of runs). The picture is `detection.svg` (also in `index.html`).\n",
+        "Schedules to the first failure of each buggy kernel over seeds 1–{} as `median / p90 / \
+         max` (a miss counts as endless: `✗`; loom: its one deterministic search), and the \
+         median wall time. The portfolio is the searching engines taking turns, one schedule \
+         each. `std` is the native baseline (runs in which the bug manifested, out of runs). \
+         The picture is `detection.svg` (also in `index.html`).\n",
         bench.seeds
     );
     let headers: Vec<String> = Engine::ALL
         .iter()
         .map(|e| crate::summary::engine_header(*e))
         .collect();
-    let _ = writeln!(out, "| bug | {} |", headers.join(" | "));
-    let _ = writeln!(out, "|---|{}", "---|".repeat(headers.len()));
+    let _ = writeln!(out, "| bug | {} | portfolio |", headers.join(" | "));
+    let _ = writeln!(out, "|---|{}---|", "---|".repeat(headers.len()));
     let mut by_bug: BTreeMap<&str, BTreeMap<&str, &Detection>> = BTreeMap::new();
     for d in &bench.detections {
         by_bug.entry(&d.bug).or_default().insert(&d.engine, d);
     }
+    let n = |s: Option<u64>| s.map_or("✗".to_string(), |s| s.to_string());
     let cell = |d: Option<&&Detection>| match d {
         None => "n/a".to_string(),
         Some(d) if d.engine == "std" => {
             let (n, runs) = d.manifest.unwrap_or((0, 0));
             format!("{n}/{runs}")
         }
-        Some(d) => match d.median_schedules() {
+        Some(d) if d.schedules.len() == 1 => match d.schedules[0] {
             Some(s) => format!("{s} ({:.3} s)", d.median_seconds()),
             None => "missed".to_string(),
         },
+        Some(d) => format!(
+            "{} / {} / {} ({:.3} s)",
+            n(d.median_schedules()),
+            n(d.p90_schedules()),
+            n(d.max_schedules()),
+            d.median_seconds()
+        ),
     };
+    let mut portfolios: Vec<Vec<Option<u64>>> = Vec::new();
     for (bug, engines) in &by_bug {
         let cells: Vec<String> = Engine::ALL
             .iter()
             .map(|e| cell(engines.get(e.as_str())))
             .collect();
-        let _ = writeln!(out, "| {bug} | {} |", cells.join(" | "));
+        let ds: Vec<&Detection> = engines.values().copied().collect();
+        let p = portfolio(&ds, bench.seeds);
+        let _ = writeln!(
+            out,
+            "| {bug} | {} | {} / {} / {} |",
+            cells.join(" | "),
+            n(quantile(&p, 0.5)),
+            n(quantile(&p, 0.9)),
+            n(quantile(&p, 1.0))
+        );
+        portfolios.push(p);
     }
     let _ = writeln!(out, "\n### Across the corpus\n");
     let _ = writeln!(
         out,
-        "| engine | bugs found | median schedules | worst | native manifest rate |"
+        "| engine | bugs found | median of medians | worst median | bugs missed within {WITHIN} at some seed | native manifest rate |"
     );
-    let _ = writeln!(out, "|---|---|---|---|---|");
+    let _ = writeln!(out, "|---|---|---|---|---|---|");
     for engine in Engine::ALL {
         let ds: Vec<&Detection> = bench
             .detections
@@ -372,7 +453,7 @@ pub fn render(bench: &Bench, estimates: &[Estimate]) -> String {
                 .count();
             let _ = writeln!(
                 out,
-                "| std | {some} of {} manifest at least once | · | · | {:.1}% of runs |",
+                "| std | {some} of {} manifest at least once | · | · | · | {:.1}% of runs |",
                 ds.len(),
                 if runs > 0 {
                     100.0 * n as f64 / runs as f64
@@ -384,9 +465,10 @@ pub fn render(bench: &Bench, estimates: &[Estimate]) -> String {
         }
         let mut meds: Vec<u64> = ds.iter().filter_map(|d| d.median_schedules()).collect();
         meds.sort_unstable();
+        let missed = ds.iter().filter(|d| d.misses_within(WITHIN) > 0).count();
         let _ = writeln!(
             out,
-            "| {engine} | {} of {} | {} | {} | · |",
+            "| {engine} | {} of {} | {} | {} | {missed} | · |",
             meds.len(),
             ds.len(),
             meds.get(meds.len() / 2)
@@ -394,6 +476,32 @@ pub fn render(bench: &Bench, estimates: &[Estimate]) -> String {
             meds.last().map_or("·".to_string(), |m| m.to_string()),
         );
     }
+    let mut pmeds: Vec<u64> = portfolios.iter().filter_map(|p| quantile(p, 0.5)).collect();
+    pmeds.sort_unstable();
+    let pmissed = portfolios
+        .iter()
+        .filter(|p| p.iter().any(|s| s.is_none_or(|n| n > WITHIN)))
+        .count();
+    let _ = writeln!(
+        out,
+        "| portfolio | {} of {} | {} | {} | {pmissed} | · |",
+        pmeds.len(),
+        portfolios.len(),
+        pmeds
+            .get(pmeds.len() / 2)
+            .map_or("·".to_string(), |m| m.to_string()),
+        pmeds.last().map_or("·".to_string(), |m| m.to_string()),
+    );
+    let _ = writeln!(
+        out,
+        "\nTarget: the portfolio finds every buggy kernel within {WITHIN} schedules at every seed, \
+         median at most 10: {} bugs miss it at some seed, and the median of the portfolio's \
+         medians is {}.",
+        pmissed,
+        pmeds
+            .get(pmeds.len() / 2)
+            .map_or("·".to_string(), |m| m.to_string())
+    );
     out.push('\n');
     criterion_tables(estimates, &mut out);
     out
@@ -513,5 +621,38 @@ impl Bench {
 
     pub fn to_json(&self) -> String {
         serde_json::to_string_pretty(self).expect("bench data serialize") + "\n"
+    }
+}
+
+#[cfg(test)]
+mod portfolio_tests {
+    use super::*;
+
+    fn d(engine: &str, schedules: Vec<Option<u64>>) -> Detection {
+        Detection {
+            bug: "x_1".into(),
+            engine: engine.into(),
+            seconds: vec![0.0; schedules.len()],
+            schedules,
+            manifest: None,
+        }
+    }
+
+    #[test]
+    fn a_miss_counts_as_endless_in_the_quantiles() {
+        let x = d("shuttle-pct", vec![Some(3), Some(1), None, Some(2)]);
+        assert_eq!(x.median_schedules(), Some(2));
+        assert_eq!(x.p90_schedules(), None);
+        assert_eq!(x.max_schedules(), None);
+        assert_eq!(x.misses_within(2), 2);
+    }
+
+    #[test]
+    fn the_portfolio_takes_the_fastest_engine_at_each_seed_times_the_engines() {
+        let pct = d("shuttle-pct", vec![Some(10), None]);
+        let random = d("shuttle-random", vec![Some(2), Some(40)]);
+        let native = d("std", vec![None]);
+        let p = portfolio(&[&pct, &random, &native], 2);
+        assert_eq!(p, [Some(4), Some(80)]);
     }
 }

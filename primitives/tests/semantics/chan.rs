@@ -9,7 +9,14 @@ use crate::harness::{expect, expect_clean};
 
 #[rstest]
 fn send_on_nil_channel_blocks_forever(
-    #[values(Engine::Loom, Engine::ShuttlePct, Engine::ShuttleRandom, Engine::ShuttleUrw, Engine::Std)] engine: Engine,
+    #[values(
+        Engine::Loom,
+        Engine::ShuttlePct,
+        Engine::ShuttleRandom,
+        Engine::ShuttleUrw,
+        Engine::Std
+    )]
+    engine: Engine,
 ) {
     let r = expect(engine, Verdict::Deadlock, "deadlock", || {
         Chan::<i32>::nil().send(1)
@@ -19,7 +26,14 @@ fn send_on_nil_channel_blocks_forever(
 
 #[rstest]
 fn receive_on_nil_channel_blocks_forever(
-    #[values(Engine::Loom, Engine::ShuttlePct, Engine::ShuttleRandom, Engine::ShuttleUrw, Engine::Std)] engine: Engine,
+    #[values(
+        Engine::Loom,
+        Engine::ShuttlePct,
+        Engine::ShuttleRandom,
+        Engine::ShuttleUrw,
+        Engine::Std
+    )]
+    engine: Engine,
 ) {
     let r = expect(engine, Verdict::Deadlock, "deadlock", || {
         Chan::<i32>::nil().recv();
@@ -29,7 +43,14 @@ fn receive_on_nil_channel_blocks_forever(
 
 #[rstest]
 fn close_of_nil_channel_panics(
-    #[values(Engine::Loom, Engine::ShuttlePct, Engine::ShuttleRandom, Engine::ShuttleUrw, Engine::Std)] engine: Engine,
+    #[values(
+        Engine::Loom,
+        Engine::ShuttlePct,
+        Engine::ShuttleRandom,
+        Engine::ShuttleUrw,
+        Engine::Std
+    )]
+    engine: Engine,
 ) {
     expect(engine, Verdict::Panic, "close of nil channel", || {
         Chan::<i32>::nil().close()
@@ -38,7 +59,14 @@ fn close_of_nil_channel_panics(
 
 #[rstest]
 fn send_on_open_unbuffered_channel_blocks_until_received(
-    #[values(Engine::Loom, Engine::ShuttlePct, Engine::ShuttleRandom, Engine::ShuttleUrw, Engine::Std)] engine: Engine,
+    #[values(
+        Engine::Loom,
+        Engine::ShuttlePct,
+        Engine::ShuttleRandom,
+        Engine::ShuttleUrw,
+        Engine::Std
+    )]
+    engine: Engine,
 ) {
     let r = expect(engine, Verdict::Deadlock, "deadlock", || {
         Chan::new(0).send(1)
@@ -54,7 +82,14 @@ fn send_on_open_unbuffered_channel_blocks_until_received(
 
 #[rstest]
 fn receive_on_open_empty_channel_blocks(
-    #[values(Engine::Loom, Engine::ShuttlePct, Engine::ShuttleRandom, Engine::ShuttleUrw, Engine::Std)] engine: Engine,
+    #[values(
+        Engine::Loom,
+        Engine::ShuttlePct,
+        Engine::ShuttleRandom,
+        Engine::ShuttleUrw,
+        Engine::Std
+    )]
+    engine: Engine,
 ) {
     let r = expect(engine, Verdict::Deadlock, "deadlock", || {
         Chan::<i32>::new(3).recv();
@@ -64,7 +99,14 @@ fn receive_on_open_empty_channel_blocks(
 
 #[rstest]
 fn send_on_buffered_channel_with_room_proceeds(
-    #[values(Engine::Loom, Engine::ShuttlePct, Engine::ShuttleRandom, Engine::ShuttleUrw, Engine::Std)] engine: Engine,
+    #[values(
+        Engine::Loom,
+        Engine::ShuttlePct,
+        Engine::ShuttleRandom,
+        Engine::ShuttleUrw,
+        Engine::Std
+    )]
+    engine: Engine,
 ) {
     expect_clean(engine, || {
         let ch = Chan::new(2);
@@ -78,7 +120,14 @@ fn send_on_buffered_channel_with_room_proceeds(
 
 #[rstest]
 fn send_on_full_channel_blocks(
-    #[values(Engine::Loom, Engine::ShuttlePct, Engine::ShuttleRandom, Engine::ShuttleUrw, Engine::Std)] engine: Engine,
+    #[values(
+        Engine::Loom,
+        Engine::ShuttlePct,
+        Engine::ShuttleRandom,
+        Engine::ShuttleUrw,
+        Engine::Std
+    )]
+    engine: Engine,
 ) {
     expect(engine, Verdict::Deadlock, "deadlock", || {
         let ch = Chan::new(1);
@@ -89,7 +138,14 @@ fn send_on_full_channel_blocks(
 
 #[rstest]
 fn a_full_channel_takes_the_parked_senders_value_after_a_receive(
-    #[values(Engine::Loom, Engine::ShuttlePct, Engine::ShuttleRandom, Engine::ShuttleUrw, Engine::Std)] engine: Engine,
+    #[values(
+        Engine::Loom,
+        Engine::ShuttlePct,
+        Engine::ShuttleRandom,
+        Engine::ShuttleUrw,
+        Engine::Std
+    )]
+    engine: Engine,
 ) {
     expect_clean(engine, || {
         let ch = Chan::new(1);
@@ -103,7 +159,14 @@ fn a_full_channel_takes_the_parked_senders_value_after_a_receive(
 
 #[rstest]
 fn send_on_closed_channel_panics(
-    #[values(Engine::Loom, Engine::ShuttlePct, Engine::ShuttleRandom, Engine::ShuttleUrw, Engine::Std)] engine: Engine,
+    #[values(
+        Engine::Loom,
+        Engine::ShuttlePct,
+        Engine::ShuttleRandom,
+        Engine::ShuttleUrw,
+        Engine::Std
+    )]
+    engine: Engine,
 ) {
     expect(engine, Verdict::Panic, "send on closed channel", || {
         let ch = Chan::new(1);
@@ -114,7 +177,14 @@ fn send_on_closed_channel_panics(
 
 #[rstest]
 fn receive_on_closed_channel_drains_then_gives_none(
-    #[values(Engine::Loom, Engine::ShuttlePct, Engine::ShuttleRandom, Engine::ShuttleUrw, Engine::Std)] engine: Engine,
+    #[values(
+        Engine::Loom,
+        Engine::ShuttlePct,
+        Engine::ShuttleRandom,
+        Engine::ShuttleUrw,
+        Engine::Std
+    )]
+    engine: Engine,
 ) {
     expect_clean(engine, || {
         let ch = Chan::new(2);
@@ -128,7 +198,14 @@ fn receive_on_closed_channel_drains_then_gives_none(
 
 #[rstest]
 fn close_of_closed_channel_panics(
-    #[values(Engine::Loom, Engine::ShuttlePct, Engine::ShuttleRandom, Engine::ShuttleUrw, Engine::Std)] engine: Engine,
+    #[values(
+        Engine::Loom,
+        Engine::ShuttlePct,
+        Engine::ShuttleRandom,
+        Engine::ShuttleUrw,
+        Engine::Std
+    )]
+    engine: Engine,
 ) {
     expect(engine, Verdict::Panic, "close of closed channel", || {
         let ch = Chan::<()>::new(0);
@@ -139,7 +216,14 @@ fn close_of_closed_channel_panics(
 
 #[rstest]
 fn close_wakes_every_parked_receiver(
-    #[values(Engine::Loom, Engine::ShuttlePct, Engine::ShuttleRandom, Engine::ShuttleUrw, Engine::Std)] engine: Engine,
+    #[values(
+        Engine::Loom,
+        Engine::ShuttlePct,
+        Engine::ShuttleRandom,
+        Engine::ShuttleUrw,
+        Engine::Std
+    )]
+    engine: Engine,
 ) {
     expect_clean(engine, || {
         let ch = Chan::<i32>::new(0);
@@ -156,7 +240,14 @@ fn close_wakes_every_parked_receiver(
 
 #[rstest]
 fn close_makes_a_parked_sender_panic(
-    #[values(Engine::Loom, Engine::ShuttlePct, Engine::ShuttleRandom, Engine::ShuttleUrw, Engine::Std)] engine: Engine,
+    #[values(
+        Engine::Loom,
+        Engine::ShuttlePct,
+        Engine::ShuttleRandom,
+        Engine::ShuttleUrw,
+        Engine::Std
+    )]
+    engine: Engine,
 ) {
     // Whether the sender parks before the close or finds the channel closed: the same panic.
     let r = expect(engine, Verdict::Panic, "send on closed channel", || {

@@ -12,7 +12,14 @@ use crate::harness::{expect, expect_clean};
 
 #[rstest]
 fn cancel_closes_done_of_every_descendant(
-    #[values(Engine::Loom, Engine::ShuttlePct, Engine::ShuttleRandom, Engine::ShuttleUrw, Engine::Std)] engine: Engine,
+    #[values(
+        Engine::Loom,
+        Engine::ShuttlePct,
+        Engine::ShuttleRandom,
+        Engine::ShuttleUrw,
+        Engine::Std
+    )]
+    engine: Engine,
 ) {
     expect_clean(engine, || {
         let (parent, cancel) = context::with_cancel(&context::background());
@@ -32,7 +39,14 @@ fn cancel_closes_done_of_every_descendant(
 
 #[rstest]
 fn a_context_derived_from_a_cancelled_one_starts_cancelled(
-    #[values(Engine::Loom, Engine::ShuttlePct, Engine::ShuttleRandom, Engine::ShuttleUrw, Engine::Std)] engine: Engine,
+    #[values(
+        Engine::Loom,
+        Engine::ShuttlePct,
+        Engine::ShuttleRandom,
+        Engine::ShuttleUrw,
+        Engine::Std
+    )]
+    engine: Engine,
 ) {
     expect_clean(engine, || {
         let (parent, cancel) = context::with_cancel(&context::background());
@@ -45,7 +59,14 @@ fn a_context_derived_from_a_cancelled_one_starts_cancelled(
 
 #[rstest]
 fn background_is_never_done(
-    #[values(Engine::Loom, Engine::ShuttlePct, Engine::ShuttleRandom, Engine::ShuttleUrw, Engine::Std)] engine: Engine,
+    #[values(
+        Engine::Loom,
+        Engine::ShuttlePct,
+        Engine::ShuttleRandom,
+        Engine::ShuttleUrw,
+        Engine::Std
+    )]
+    engine: Engine,
 ) {
     let r = expect(engine, Verdict::Deadlock, "deadlock", || {
         context::background().done().recv();
@@ -55,7 +76,14 @@ fn background_is_never_done(
 
 #[rstest]
 fn a_timeout_fires_in_virtual_time(
-    #[values(Engine::Loom, Engine::ShuttlePct, Engine::ShuttleRandom, Engine::ShuttleUrw, Engine::Std)] engine: Engine,
+    #[values(
+        Engine::Loom,
+        Engine::ShuttlePct,
+        Engine::ShuttleRandom,
+        Engine::ShuttleUrw,
+        Engine::Std
+    )]
+    engine: Engine,
 ) {
     let found = expect_clean(engine, || {
         let (ctx, _cancel) =
@@ -69,7 +97,14 @@ fn a_timeout_fires_in_virtual_time(
 
 #[rstest]
 fn sleep_moves_virtual_time_only(
-    #[values(Engine::Loom, Engine::ShuttlePct, Engine::ShuttleRandom, Engine::ShuttleUrw, Engine::Std)] engine: Engine,
+    #[values(
+        Engine::Loom,
+        Engine::ShuttlePct,
+        Engine::ShuttleRandom,
+        Engine::ShuttleUrw,
+        Engine::Std
+    )]
+    engine: Engine,
 ) {
     expect_clean(engine, || {
         let start = time::now();
@@ -80,7 +115,14 @@ fn sleep_moves_virtual_time_only(
 
 #[rstest]
 fn a_timer_fires_at_its_deadline(
-    #[values(Engine::Loom, Engine::ShuttlePct, Engine::ShuttleRandom, Engine::ShuttleUrw, Engine::Std)] engine: Engine,
+    #[values(
+        Engine::Loom,
+        Engine::ShuttlePct,
+        Engine::ShuttleRandom,
+        Engine::ShuttleUrw,
+        Engine::Std
+    )]
+    engine: Engine,
 ) {
     expect_clean(engine, || {
         let armed = time::now();
@@ -109,7 +151,14 @@ fn lazy_timers_fire_in_deadline_order() {
 
 #[rstest]
 fn a_stopped_timer_never_fires(
-    #[values(Engine::Loom, Engine::ShuttlePct, Engine::ShuttleRandom, Engine::ShuttleUrw, Engine::Std)] engine: Engine,
+    #[values(
+        Engine::Loom,
+        Engine::ShuttlePct,
+        Engine::ShuttleRandom,
+        Engine::ShuttleUrw,
+        Engine::Std
+    )]
+    engine: Engine,
 ) {
     let r = expect(engine, Verdict::Deadlock, "deadlock", || {
         let t = Timer::new(Duration::from_secs(1));
@@ -126,7 +175,14 @@ fn a_stopped_timer_never_fires(
 
 #[rstest]
 fn a_ticker_ticks_until_stopped(
-    #[values(Engine::Loom, Engine::ShuttlePct, Engine::ShuttleRandom, Engine::ShuttleUrw, Engine::Std)] engine: Engine,
+    #[values(
+        Engine::Loom,
+        Engine::ShuttlePct,
+        Engine::ShuttleRandom,
+        Engine::ShuttleUrw,
+        Engine::Std
+    )]
+    engine: Engine,
 ) {
     expect_clean(engine, || {
         let t = Ticker::new(Duration::from_millis(10));
@@ -139,7 +195,14 @@ fn a_ticker_ticks_until_stopped(
 
 #[rstest]
 fn an_unread_ticker_does_not_keep_a_finished_kernel_alive(
-    #[values(Engine::Loom, Engine::ShuttlePct, Engine::ShuttleRandom, Engine::ShuttleUrw, Engine::Std)] engine: Engine,
+    #[values(
+        Engine::Loom,
+        Engine::ShuttlePct,
+        Engine::ShuttleRandom,
+        Engine::ShuttleUrw,
+        Engine::Std
+    )]
+    engine: Engine,
 ) {
     expect_clean(engine, || {
         let _t = Ticker::new(Duration::from_millis(1));
@@ -148,7 +211,13 @@ fn an_unread_ticker_does_not_keep_a_finished_kernel_alive(
 
 #[rstest]
 fn a_timeout_can_beat_a_completion(
-    #[values(Engine::Loom, Engine::ShuttlePct, Engine::ShuttleRandom, Engine::ShuttleUrw)] engine: Engine,
+    #[values(
+        Engine::Loom,
+        Engine::ShuttlePct,
+        Engine::ShuttleRandom,
+        Engine::ShuttleUrw
+    )]
+    engine: Engine,
 ) {
     // Eager timers: the timeout may fire before the worker sends, however quick the worker is;
     // the worker then blocks forever on its send (the classic leak).
@@ -184,7 +253,14 @@ fn lazy_timers_fire_only_when_everything_is_blocked() {
 
 #[rstest]
 fn after_func_runs_its_function_in_a_goroutine_of_its_own(
-    #[values(Engine::Loom, Engine::ShuttlePct, Engine::ShuttleRandom, Engine::ShuttleUrw, Engine::Std)] engine: Engine,
+    #[values(
+        Engine::Loom,
+        Engine::ShuttlePct,
+        Engine::ShuttleRandom,
+        Engine::ShuttleUrw,
+        Engine::Std
+    )]
+    engine: Engine,
 ) {
     expect_clean(engine, || {
         let done = Chan::new(0);
@@ -197,7 +273,14 @@ fn after_func_runs_its_function_in_a_goroutine_of_its_own(
 
 #[rstest]
 fn a_stopped_after_func_never_runs(
-    #[values(Engine::Loom, Engine::ShuttlePct, Engine::ShuttleRandom, Engine::ShuttleUrw, Engine::Std)] engine: Engine,
+    #[values(
+        Engine::Loom,
+        Engine::ShuttlePct,
+        Engine::ShuttleRandom,
+        Engine::ShuttleUrw,
+        Engine::Std
+    )]
+    engine: Engine,
 ) {
     expect_clean(engine, || {
         let ran = Chan::new(1);

@@ -298,7 +298,14 @@ fn cancel_happens_before_done_is_seen_closed() {
 
 #[rstest]
 fn an_atomic_store_happens_before_the_load_that_sees_it(
-    #[values(Engine::Loom, Engine::ShuttlePct, Engine::ShuttleRandom, Engine::ShuttleUrw, Engine::Std)] engine: Engine,
+    #[values(
+        Engine::Loom,
+        Engine::ShuttlePct,
+        Engine::ShuttleRandom,
+        Engine::ShuttleUrw,
+        Engine::Std
+    )]
+    engine: Engine,
 ) {
     expect_clean(engine, || {
         let (x, flag) = (x(), AtomicI64::new(0));
@@ -315,7 +322,13 @@ fn an_atomic_store_happens_before_the_load_that_sees_it(
 
 #[rstest]
 fn a_write_after_the_atomic_store_races(
-    #[values(Engine::Loom, Engine::ShuttlePct, Engine::ShuttleRandom, Engine::ShuttleUrw)] engine: Engine,
+    #[values(
+        Engine::Loom,
+        Engine::ShuttlePct,
+        Engine::ShuttleRandom,
+        Engine::ShuttleUrw
+    )]
+    engine: Engine,
 ) {
     // Only the schedules where main sees the flag read x: found by the model checkers.
     expect(engine, Verdict::Race, "DATA RACE on x", || {
@@ -352,7 +365,13 @@ fn a_map_written_by_two_goroutines_races() {
 
 #[rstest]
 fn without_the_race_detector_overlapping_map_writes_are_fatal(
-    #[values(Engine::Loom, Engine::ShuttlePct, Engine::ShuttleRandom, Engine::ShuttleUrw)] engine: Engine,
+    #[values(
+        Engine::Loom,
+        Engine::ShuttlePct,
+        Engine::ShuttleRandom,
+        Engine::ShuttleUrw
+    )]
+    engine: Engine,
 ) {
     let mut s = crate::harness::settings(engine);
     s.race_detector = false;

@@ -22,7 +22,14 @@ fn a_primitive_outside_any_execution_says_so() {
 
 #[rstest]
 fn a_primitive_of_another_execution_is_refused(
-    #[values(Engine::Loom, Engine::ShuttlePct, Engine::ShuttleRandom, Engine::ShuttleUrw, Engine::Std)] engine: Engine,
+    #[values(
+        Engine::Loom,
+        Engine::ShuttlePct,
+        Engine::ShuttleRandom,
+        Engine::ShuttleUrw,
+        Engine::Std
+    )]
+    engine: Engine,
 ) {
     let smuggled: Arc<Mutex<Option<Chan<i32>>>> = Arc::new(Mutex::new(None));
     let mut s = settings(engine);

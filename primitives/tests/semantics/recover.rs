@@ -10,7 +10,14 @@ use crate::harness::{expect, expect_clean};
 
 #[rstest]
 fn a_runtime_panic_is_recovered_with_gos_words(
-    #[values(Engine::Loom, Engine::ShuttlePct, Engine::ShuttleRandom, Engine::ShuttleUrw, Engine::Std)] engine: Engine,
+    #[values(
+        Engine::Loom,
+        Engine::ShuttlePct,
+        Engine::ShuttleRandom,
+        Engine::ShuttleUrw,
+        Engine::Std
+    )]
+    engine: Engine,
 ) {
     expect_clean(engine, || {
         let ch = Chan::<()>::new(0);
@@ -25,7 +32,14 @@ fn a_runtime_panic_is_recovered_with_gos_words(
 
 #[rstest]
 fn deferred_calls_run_while_a_go_panic_unwinds(
-    #[values(Engine::Loom, Engine::ShuttlePct, Engine::ShuttleRandom, Engine::ShuttleUrw, Engine::Std)] engine: Engine,
+    #[values(
+        Engine::Loom,
+        Engine::ShuttlePct,
+        Engine::ShuttleRandom,
+        Engine::ShuttleUrw,
+        Engine::Std
+    )]
+    engine: Engine,
 ) {
     expect_clean(engine, || {
         let mu = Mutex::new();
@@ -43,7 +57,14 @@ fn deferred_calls_run_while_a_go_panic_unwinds(
 
 #[rstest]
 fn a_panic_in_a_deferred_call_replaces_the_first(
-    #[values(Engine::Loom, Engine::ShuttlePct, Engine::ShuttleRandom, Engine::ShuttleUrw, Engine::Std)] engine: Engine,
+    #[values(
+        Engine::Loom,
+        Engine::ShuttlePct,
+        Engine::ShuttleRandom,
+        Engine::ShuttleUrw,
+        Engine::Std
+    )]
+    engine: Engine,
 ) {
     expect_clean(engine, || {
         let r = recover(|| {
@@ -56,7 +77,14 @@ fn a_panic_in_a_deferred_call_replaces_the_first(
 
 #[rstest]
 fn a_panic_nobody_recovers_ends_the_execution(
-    #[values(Engine::Loom, Engine::ShuttlePct, Engine::ShuttleRandom, Engine::ShuttleUrw, Engine::Std)] engine: Engine,
+    #[values(
+        Engine::Loom,
+        Engine::ShuttlePct,
+        Engine::ShuttleRandom,
+        Engine::ShuttleUrw,
+        Engine::Std
+    )]
+    engine: Engine,
 ) {
     expect(engine, Verdict::Panic, "send on closed channel", || {
         let (ch, done) = (Chan::new(1), Chan::<()>::new(0));
@@ -74,7 +102,14 @@ fn a_panic_nobody_recovers_ends_the_execution(
 
 #[rstest]
 fn a_kernel_assertion_is_not_a_go_panic(
-    #[values(Engine::Loom, Engine::ShuttlePct, Engine::ShuttleRandom, Engine::ShuttleUrw, Engine::Std)] engine: Engine,
+    #[values(
+        Engine::Loom,
+        Engine::ShuttlePct,
+        Engine::ShuttleRandom,
+        Engine::ShuttleUrw,
+        Engine::Std
+    )]
+    engine: Engine,
 ) {
     expect(engine, Verdict::Assert, "assertion", || {
         let _ = recover(|| assert_eq!(1, 2, "the kernel's own invariant"));

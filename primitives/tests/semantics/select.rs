@@ -13,7 +13,14 @@ use crate::harness::{expect, expect_clean, settings};
 
 #[rstest]
 fn default_is_taken_only_when_no_case_is_ready(
-    #[values(Engine::Loom, Engine::ShuttlePct, Engine::ShuttleRandom, Engine::ShuttleUrw, Engine::Std)] engine: Engine,
+    #[values(
+        Engine::Loom,
+        Engine::ShuttlePct,
+        Engine::ShuttleRandom,
+        Engine::ShuttleUrw,
+        Engine::Std
+    )]
+    engine: Engine,
 ) {
     expect_clean(engine, || {
         let ready = Chan::new(1);
@@ -59,7 +66,13 @@ fn cases_taken(engine: Engine) -> BTreeSet<&'static str> {
 
 #[rstest]
 fn two_ready_cases_are_each_taken_in_some_schedule(
-    #[values(Engine::ShuttlePct, Engine::ShuttleRandom, Engine::ShuttleUrw, Engine::Std)] engine: Engine,
+    #[values(
+        Engine::ShuttlePct,
+        Engine::ShuttleRandom,
+        Engine::ShuttleUrw,
+        Engine::Std
+    )]
+    engine: Engine,
 ) {
     assert_eq!(cases_taken(engine), BTreeSet::from(["a", "b"]));
 }
@@ -87,7 +100,14 @@ fn loom_takes_ready_cases_in_rotation() {
 
 #[rstest]
 fn a_parked_select_is_completed_by_whichever_channel_is_used(
-    #[values(Engine::Loom, Engine::ShuttlePct, Engine::ShuttleRandom, Engine::ShuttleUrw, Engine::Std)] engine: Engine,
+    #[values(
+        Engine::Loom,
+        Engine::ShuttlePct,
+        Engine::ShuttleRandom,
+        Engine::ShuttleUrw,
+        Engine::Std
+    )]
+    engine: Engine,
 ) {
     expect_clean(engine, || {
         let (a, b) = (Chan::<i32>::new(0), Chan::<i32>::new(0));
@@ -145,7 +165,14 @@ fn same_channel_cases_taken(engine: Engine, sends: bool) -> BTreeSet<&'static st
 
 #[rstest]
 fn a_partner_completes_either_of_a_parked_selects_cases_on_one_channel(
-    #[values(Engine::Loom, Engine::ShuttlePct, Engine::ShuttleRandom, Engine::ShuttleUrw, Engine::Std)] engine: Engine,
+    #[values(
+        Engine::Loom,
+        Engine::ShuttlePct,
+        Engine::ShuttleRandom,
+        Engine::ShuttleUrw,
+        Engine::Std
+    )]
+    engine: Engine,
     #[values(false, true)] sends: bool,
 ) {
     // Go shuffles same-channel cases in its lock order (runtime/select.go), and
@@ -186,7 +213,14 @@ fn loom_counts_the_choices_it_takes_by_rule() {
 
 #[rstest]
 fn a_parked_send_case_hands_its_value_to_a_receiver(
-    #[values(Engine::Loom, Engine::ShuttlePct, Engine::ShuttleRandom, Engine::ShuttleUrw, Engine::Std)] engine: Engine,
+    #[values(
+        Engine::Loom,
+        Engine::ShuttlePct,
+        Engine::ShuttleRandom,
+        Engine::ShuttleUrw,
+        Engine::Std
+    )]
+    engine: Engine,
 ) {
     expect_clean(engine, || {
         let (out, never) = (Chan::new(0), Chan::<i32>::new(0));
@@ -204,7 +238,14 @@ fn a_parked_send_case_hands_its_value_to_a_receiver(
 
 #[rstest]
 fn a_receive_case_on_a_closed_channel_is_ready(
-    #[values(Engine::Loom, Engine::ShuttlePct, Engine::ShuttleRandom, Engine::ShuttleUrw, Engine::Std)] engine: Engine,
+    #[values(
+        Engine::Loom,
+        Engine::ShuttlePct,
+        Engine::ShuttleRandom,
+        Engine::ShuttleUrw,
+        Engine::Std
+    )]
+    engine: Engine,
 ) {
     expect_clean(engine, || {
         let done = Chan::<()>::new(0);
@@ -218,7 +259,14 @@ fn a_receive_case_on_a_closed_channel_is_ready(
 
 #[rstest]
 fn a_send_case_on_a_closed_channel_panics_when_chosen(
-    #[values(Engine::Loom, Engine::ShuttlePct, Engine::ShuttleRandom, Engine::ShuttleUrw, Engine::Std)] engine: Engine,
+    #[values(
+        Engine::Loom,
+        Engine::ShuttlePct,
+        Engine::ShuttleRandom,
+        Engine::ShuttleUrw,
+        Engine::Std
+    )]
+    engine: Engine,
 ) {
     expect(engine, Verdict::Panic, "send on closed channel", || {
         let ch = Chan::new(1);
@@ -231,7 +279,14 @@ fn a_send_case_on_a_closed_channel_panics_when_chosen(
 
 #[rstest]
 fn nil_channel_cases_never_proceed(
-    #[values(Engine::Loom, Engine::ShuttlePct, Engine::ShuttleRandom, Engine::ShuttleUrw, Engine::Std)] engine: Engine,
+    #[values(
+        Engine::Loom,
+        Engine::ShuttlePct,
+        Engine::ShuttleRandom,
+        Engine::ShuttleUrw,
+        Engine::Std
+    )]
+    engine: Engine,
 ) {
     let r = expect(engine, Verdict::Deadlock, "deadlock", || {
         let nil = Chan::<i32>::nil();
@@ -245,7 +300,14 @@ fn nil_channel_cases_never_proceed(
 
 #[rstest]
 fn an_empty_select_blocks_forever(
-    #[values(Engine::Loom, Engine::ShuttlePct, Engine::ShuttleRandom, Engine::ShuttleUrw, Engine::Std)] engine: Engine,
+    #[values(
+        Engine::Loom,
+        Engine::ShuttlePct,
+        Engine::ShuttleRandom,
+        Engine::ShuttleUrw,
+        Engine::Std
+    )]
+    engine: Engine,
 ) {
     let r = expect(engine, Verdict::Deadlock, "deadlock", || select! {});
     assert!(r.dump.contains("[select (no cases)]"), "{}", r.dump);

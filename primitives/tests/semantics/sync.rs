@@ -9,7 +9,14 @@ use crate::harness::{expect, expect_clean};
 
 #[rstest]
 fn a_mutex_is_not_reentrant(
-    #[values(Engine::Loom, Engine::ShuttlePct, Engine::ShuttleRandom, Engine::ShuttleUrw, Engine::Std)] engine: Engine,
+    #[values(
+        Engine::Loom,
+        Engine::ShuttlePct,
+        Engine::ShuttleRandom,
+        Engine::ShuttleUrw,
+        Engine::Std
+    )]
+    engine: Engine,
 ) {
     let r = expect(engine, Verdict::Deadlock, "deadlock", || {
         let mu = Mutex::new();
@@ -21,7 +28,14 @@ fn a_mutex_is_not_reentrant(
 
 #[rstest]
 fn any_goroutine_may_unlock_a_mutex(
-    #[values(Engine::Loom, Engine::ShuttlePct, Engine::ShuttleRandom, Engine::ShuttleUrw, Engine::Std)] engine: Engine,
+    #[values(
+        Engine::Loom,
+        Engine::ShuttlePct,
+        Engine::ShuttleRandom,
+        Engine::ShuttleUrw,
+        Engine::Std
+    )]
+    engine: Engine,
 ) {
     expect_clean(engine, || {
         let mu = Mutex::new();
@@ -35,7 +49,14 @@ fn any_goroutine_may_unlock_a_mutex(
 
 #[rstest]
 fn unlock_of_unlocked_mutex_is_fatal(
-    #[values(Engine::Loom, Engine::ShuttlePct, Engine::ShuttleRandom, Engine::ShuttleUrw, Engine::Std)] engine: Engine,
+    #[values(
+        Engine::Loom,
+        Engine::ShuttlePct,
+        Engine::ShuttleRandom,
+        Engine::ShuttleUrw,
+        Engine::Std
+    )]
+    engine: Engine,
 ) {
     expect(
         engine,
@@ -47,7 +68,14 @@ fn unlock_of_unlocked_mutex_is_fatal(
 
 #[rstest]
 fn try_lock_does_not_block(
-    #[values(Engine::Loom, Engine::ShuttlePct, Engine::ShuttleRandom, Engine::ShuttleUrw, Engine::Std)] engine: Engine,
+    #[values(
+        Engine::Loom,
+        Engine::ShuttlePct,
+        Engine::ShuttleRandom,
+        Engine::ShuttleUrw,
+        Engine::Std
+    )]
+    engine: Engine,
 ) {
     expect_clean(engine, || {
         let mu = Mutex::new();
@@ -59,7 +87,14 @@ fn try_lock_does_not_block(
 
 #[rstest]
 fn mutex_excludes_and_counts_every_increment(
-    #[values(Engine::Loom, Engine::ShuttlePct, Engine::ShuttleRandom, Engine::ShuttleUrw, Engine::Std)] engine: Engine,
+    #[values(
+        Engine::Loom,
+        Engine::ShuttlePct,
+        Engine::ShuttleRandom,
+        Engine::ShuttleUrw,
+        Engine::Std
+    )]
+    engine: Engine,
 ) {
     expect_clean(engine, || {
         let (mu, n, wg) = (Mutex::new(), Shared::new(0), WaitGroup::new());
@@ -80,7 +115,14 @@ fn mutex_excludes_and_counts_every_increment(
 
 #[rstest]
 fn readers_share_the_lock_while_no_writer_waits(
-    #[values(Engine::Loom, Engine::ShuttlePct, Engine::ShuttleRandom, Engine::ShuttleUrw, Engine::Std)] engine: Engine,
+    #[values(
+        Engine::Loom,
+        Engine::ShuttlePct,
+        Engine::ShuttleRandom,
+        Engine::ShuttleUrw,
+        Engine::Std
+    )]
+    engine: Engine,
 ) {
     expect_clean(engine, || {
         let rw = RwMutex::new();
@@ -104,7 +146,13 @@ fn readers_share_the_lock_while_no_writer_waits(
 /// arrives in between blocks the second RLock, and the writer waits for the first.
 #[rstest]
 fn recursive_read_lock_deadlocks_while_a_writer_waits(
-    #[values(Engine::Loom, Engine::ShuttlePct, Engine::ShuttleRandom, Engine::ShuttleUrw)] engine: Engine,
+    #[values(
+        Engine::Loom,
+        Engine::ShuttlePct,
+        Engine::ShuttleRandom,
+        Engine::ShuttleUrw
+    )]
+    engine: Engine,
 ) {
     let r = expect(engine, Verdict::Deadlock, "deadlock", || {
         let rw = RwMutex::new();
@@ -127,7 +175,14 @@ fn recursive_read_lock_deadlocks_while_a_writer_waits(
 
 #[rstest]
 fn a_writer_excludes_readers(
-    #[values(Engine::Loom, Engine::ShuttlePct, Engine::ShuttleRandom, Engine::ShuttleUrw, Engine::Std)] engine: Engine,
+    #[values(
+        Engine::Loom,
+        Engine::ShuttlePct,
+        Engine::ShuttleRandom,
+        Engine::ShuttleUrw,
+        Engine::Std
+    )]
+    engine: Engine,
 ) {
     expect_clean(engine, || {
         let (rw, x, wg) = (RwMutex::new(), Shared::new(0), WaitGroup::new());
@@ -152,7 +207,14 @@ fn a_writer_excludes_readers(
 
 #[rstest]
 fn rwmutex_misuse_is_fatal(
-    #[values(Engine::Loom, Engine::ShuttlePct, Engine::ShuttleRandom, Engine::ShuttleUrw, Engine::Std)] engine: Engine,
+    #[values(
+        Engine::Loom,
+        Engine::ShuttlePct,
+        Engine::ShuttleRandom,
+        Engine::ShuttleUrw,
+        Engine::Std
+    )]
+    engine: Engine,
 ) {
     expect(
         engine,
@@ -170,7 +232,14 @@ fn rwmutex_misuse_is_fatal(
 
 #[rstest]
 fn waitgroup_counter_may_not_go_negative(
-    #[values(Engine::Loom, Engine::ShuttlePct, Engine::ShuttleRandom, Engine::ShuttleUrw, Engine::Std)] engine: Engine,
+    #[values(
+        Engine::Loom,
+        Engine::ShuttlePct,
+        Engine::ShuttleRandom,
+        Engine::ShuttleUrw,
+        Engine::Std
+    )]
+    engine: Engine,
 ) {
     expect(
         engine,
@@ -182,7 +251,13 @@ fn waitgroup_counter_may_not_go_negative(
 
 #[rstest]
 fn waitgroup_reused_before_wait_returned_panics(
-    #[values(Engine::Loom, Engine::ShuttlePct, Engine::ShuttleRandom, Engine::ShuttleUrw)] engine: Engine,
+    #[values(
+        Engine::Loom,
+        Engine::ShuttlePct,
+        Engine::ShuttleRandom,
+        Engine::ShuttleUrw
+    )]
+    engine: Engine,
 ) {
     expect(
         engine,
@@ -202,7 +277,14 @@ fn waitgroup_reused_before_wait_returned_panics(
 
 #[rstest]
 fn waitgroup_wait_returns_after_every_done(
-    #[values(Engine::Loom, Engine::ShuttlePct, Engine::ShuttleRandom, Engine::ShuttleUrw, Engine::Std)] engine: Engine,
+    #[values(
+        Engine::Loom,
+        Engine::ShuttlePct,
+        Engine::ShuttleRandom,
+        Engine::ShuttleUrw,
+        Engine::Std
+    )]
+    engine: Engine,
 ) {
     expect_clean(engine, || {
         let wg = WaitGroup::new();
@@ -249,7 +331,14 @@ fn two_waiters(wake: fn(&Cond)) {
 
 #[rstest]
 fn cond_signal_wakes_one_waiter(
-    #[values(Engine::Loom, Engine::ShuttlePct, Engine::ShuttleRandom, Engine::ShuttleUrw, Engine::Std)] engine: Engine,
+    #[values(
+        Engine::Loom,
+        Engine::ShuttlePct,
+        Engine::ShuttleRandom,
+        Engine::ShuttleUrw,
+        Engine::Std
+    )]
+    engine: Engine,
 ) {
     let r = expect(engine, Verdict::Deadlock, "deadlock", || {
         two_waiters(Cond::signal)
@@ -259,14 +348,28 @@ fn cond_signal_wakes_one_waiter(
 
 #[rstest]
 fn cond_broadcast_wakes_every_waiter(
-    #[values(Engine::Loom, Engine::ShuttlePct, Engine::ShuttleRandom, Engine::ShuttleUrw, Engine::Std)] engine: Engine,
+    #[values(
+        Engine::Loom,
+        Engine::ShuttlePct,
+        Engine::ShuttleRandom,
+        Engine::ShuttleUrw,
+        Engine::Std
+    )]
+    engine: Engine,
 ) {
     expect_clean(engine, || two_waiters(Cond::broadcast));
 }
 
 #[rstest]
 fn recursive_once_do_deadlocks(
-    #[values(Engine::Loom, Engine::ShuttlePct, Engine::ShuttleRandom, Engine::ShuttleUrw, Engine::Std)] engine: Engine,
+    #[values(
+        Engine::Loom,
+        Engine::ShuttlePct,
+        Engine::ShuttleRandom,
+        Engine::ShuttleUrw,
+        Engine::Std
+    )]
+    engine: Engine,
 ) {
     let r = expect(engine, Verdict::Deadlock, "deadlock", || {
         let once = Once::new();
@@ -278,7 +381,14 @@ fn recursive_once_do_deadlocks(
 
 #[rstest]
 fn once_runs_its_function_once_for_everyone(
-    #[values(Engine::Loom, Engine::ShuttlePct, Engine::ShuttleRandom, Engine::ShuttleUrw, Engine::Std)] engine: Engine,
+    #[values(
+        Engine::Loom,
+        Engine::ShuttlePct,
+        Engine::ShuttleRandom,
+        Engine::ShuttleUrw,
+        Engine::Std
+    )]
+    engine: Engine,
 ) {
     expect_clean(engine, || {
         let (once, n, wg) = (Once::new(), Shared::new(0), WaitGroup::new());
@@ -298,7 +408,14 @@ fn once_runs_its_function_once_for_everyone(
 
 #[rstest]
 fn atomic_adds_are_never_lost(
-    #[values(Engine::Loom, Engine::ShuttlePct, Engine::ShuttleRandom, Engine::ShuttleUrw, Engine::Std)] engine: Engine,
+    #[values(
+        Engine::Loom,
+        Engine::ShuttlePct,
+        Engine::ShuttleRandom,
+        Engine::ShuttleUrw,
+        Engine::Std
+    )]
+    engine: Engine,
 ) {
     expect_clean(engine, || {
         let (n, wg) = (AtomicI64::new(0), WaitGroup::new());
@@ -321,7 +438,14 @@ fn atomic_adds_are_never_lost(
 /// waiter loses one race, the mutex hands it the lock (Go's starvation mode).
 #[rstest]
 fn a_relocking_loop_does_not_starve_a_waiter(
-    #[values(Engine::Loom, Engine::ShuttlePct, Engine::ShuttleRandom, Engine::ShuttleUrw, Engine::Std)] engine: Engine,
+    #[values(
+        Engine::Loom,
+        Engine::ShuttlePct,
+        Engine::ShuttleRandom,
+        Engine::ShuttleUrw,
+        Engine::Std
+    )]
+    engine: Engine,
 ) {
     expect_clean(engine, || {
         let (mu, ready) = (Mutex::new(), Shared::new(false));
@@ -342,7 +466,14 @@ fn a_relocking_loop_does_not_starve_a_waiter(
 
 #[rstest]
 fn a_cond_over_the_read_side_of_an_rwmutex_wakes_its_reader(
-    #[values(Engine::Loom, Engine::ShuttlePct, Engine::ShuttleRandom, Engine::ShuttleUrw, Engine::Std)] engine: Engine,
+    #[values(
+        Engine::Loom,
+        Engine::ShuttlePct,
+        Engine::ShuttleRandom,
+        Engine::ShuttleUrw,
+        Engine::Std
+    )]
+    engine: Engine,
 ) {
     expect_clean(engine, || {
         let rw = RwMutex::new();
@@ -367,7 +498,14 @@ fn a_cond_over_the_read_side_of_an_rwmutex_wakes_its_reader(
 /// blocks forever (the kubernetes#20697 shape).
 #[rstest]
 fn a_cond_waiter_returns_holding_the_read_lock(
-    #[values(Engine::Loom, Engine::ShuttlePct, Engine::ShuttleRandom, Engine::ShuttleUrw, Engine::Std)] engine: Engine,
+    #[values(
+        Engine::Loom,
+        Engine::ShuttlePct,
+        Engine::ShuttleRandom,
+        Engine::ShuttleUrw,
+        Engine::Std
+    )]
+    engine: Engine,
 ) {
     let r = expect(engine, Verdict::Deadlock, "deadlock", || {
         let rw = RwMutex::new().named("w");
@@ -394,7 +532,14 @@ fn a_cond_waiter_returns_holding_the_read_lock(
 
 #[rstest]
 fn a_signal_between_the_unlock_and_the_wait_is_not_lost(
-    #[values(Engine::Loom, Engine::ShuttlePct, Engine::ShuttleRandom, Engine::ShuttleUrw, Engine::Std)] engine: Engine,
+    #[values(
+        Engine::Loom,
+        Engine::ShuttlePct,
+        Engine::ShuttleRandom,
+        Engine::ShuttleUrw,
+        Engine::Std
+    )]
+    engine: Engine,
 ) {
     // Signalling without the lock is allowed in Go; the waiter's ticket was taken under it.
     expect_clean(engine, || {
@@ -418,7 +563,14 @@ fn a_signal_between_the_unlock_and_the_wait_is_not_lost(
 
 #[rstest]
 fn rwmutex_try_locks_fail_while_the_other_side_holds_it(
-    #[values(Engine::Loom, Engine::ShuttlePct, Engine::ShuttleRandom, Engine::ShuttleUrw, Engine::Std)] engine: Engine,
+    #[values(
+        Engine::Loom,
+        Engine::ShuttlePct,
+        Engine::ShuttleRandom,
+        Engine::ShuttleUrw,
+        Engine::Std
+    )]
+    engine: Engine,
 ) {
     expect_clean(engine, || {
         let rw = RwMutex::new();
@@ -436,7 +588,14 @@ fn rwmutex_try_locks_fail_while_the_other_side_holds_it(
 
 #[rstest]
 fn once_func_and_once_value_run_their_function_once(
-    #[values(Engine::Loom, Engine::ShuttlePct, Engine::ShuttleRandom, Engine::ShuttleUrw, Engine::Std)] engine: Engine,
+    #[values(
+        Engine::Loom,
+        Engine::ShuttlePct,
+        Engine::ShuttleRandom,
+        Engine::ShuttleUrw,
+        Engine::Std
+    )]
+    engine: Engine,
 ) {
     use primitives::sync::{once_func, once_value, once_values};
     expect_clean(engine, || {
@@ -461,7 +620,14 @@ fn once_func_and_once_value_run_their_function_once(
 
 #[rstest]
 fn waitgroup_go_counts_the_goroutine_it_starts(
-    #[values(Engine::Loom, Engine::ShuttlePct, Engine::ShuttleRandom, Engine::ShuttleUrw, Engine::Std)] engine: Engine,
+    #[values(
+        Engine::Loom,
+        Engine::ShuttlePct,
+        Engine::ShuttleRandom,
+        Engine::ShuttleUrw,
+        Engine::Std
+    )]
+    engine: Engine,
 ) {
     expect_clean(engine, || {
         let wg = WaitGroup::new();

@@ -9,7 +9,14 @@ use crate::harness::{expect, settings};
 
 #[rstest]
 fn a_global_deadlock(
-    #[values(Engine::Loom, Engine::ShuttlePct, Engine::ShuttleRandom, Engine::ShuttleUrw, Engine::Std)] engine: Engine,
+    #[values(
+        Engine::Loom,
+        Engine::ShuttlePct,
+        Engine::ShuttleRandom,
+        Engine::ShuttleUrw,
+        Engine::Std
+    )]
+    engine: Engine,
 ) {
     let r = expect(
         engine,
@@ -40,7 +47,14 @@ fn a_global_deadlock(
 
 #[rstest]
 fn a_leak_after_main_returns(
-    #[values(Engine::Loom, Engine::ShuttlePct, Engine::ShuttleRandom, Engine::ShuttleUrw, Engine::Std)] engine: Engine,
+    #[values(
+        Engine::Loom,
+        Engine::ShuttlePct,
+        Engine::ShuttleRandom,
+        Engine::ShuttleUrw,
+        Engine::Std
+    )]
+    engine: Engine,
 ) {
     let r = expect(
         engine,
@@ -65,7 +79,14 @@ fn a_leak_after_main_returns(
 
 #[rstest]
 fn a_panic_names_its_goroutine(
-    #[values(Engine::Loom, Engine::ShuttlePct, Engine::ShuttleRandom, Engine::ShuttleUrw, Engine::Std)] engine: Engine,
+    #[values(
+        Engine::Loom,
+        Engine::ShuttlePct,
+        Engine::ShuttleRandom,
+        Engine::ShuttleUrw,
+        Engine::Std
+    )]
+    engine: Engine,
 ) {
     let r = expect(engine, Verdict::Panic, "boom", || {
         let done = Chan::<()>::new(0);
@@ -81,7 +102,14 @@ fn a_panic_names_its_goroutine(
 
 #[rstest]
 fn a_failed_assertion(
-    #[values(Engine::Loom, Engine::ShuttlePct, Engine::ShuttleRandom, Engine::ShuttleUrw, Engine::Std)] engine: Engine,
+    #[values(
+        Engine::Loom,
+        Engine::ShuttlePct,
+        Engine::ShuttleRandom,
+        Engine::ShuttleUrw,
+        Engine::Std
+    )]
+    engine: Engine,
 ) {
     expect(engine, Verdict::Assert, "assertion", || {
         let ch = Chan::new(1);
@@ -92,7 +120,14 @@ fn a_failed_assertion(
 
 #[rstest]
 fn a_livelock(
-    #[values(Engine::Loom, Engine::ShuttlePct, Engine::ShuttleRandom, Engine::ShuttleUrw, Engine::Std)] engine: Engine,
+    #[values(
+        Engine::Loom,
+        Engine::ShuttlePct,
+        Engine::ShuttleRandom,
+        Engine::ShuttleUrw,
+        Engine::Std
+    )]
+    engine: Engine,
 ) {
     let mut s = settings(engine);
     s.livelock_window = 200;
@@ -114,7 +149,14 @@ fn a_livelock(
 
 #[rstest]
 fn a_busy_goroutine_after_main_returns_is_a_leak(
-    #[values(Engine::Loom, Engine::ShuttlePct, Engine::ShuttleRandom, Engine::ShuttleUrw, Engine::Std)] engine: Engine,
+    #[values(
+        Engine::Loom,
+        Engine::ShuttlePct,
+        Engine::ShuttleRandom,
+        Engine::ShuttleUrw,
+        Engine::Std
+    )]
+    engine: Engine,
 ) {
     let mut s = settings(engine);
     s.livelock_window = 200;
@@ -137,7 +179,14 @@ fn a_busy_goroutine_after_main_returns_is_a_leak(
 /// preemptive scheduler lets the closer run, and so do the engines (a default taken yields).
 #[rstest]
 fn a_polling_loop_does_not_starve_the_goroutine_it_waits_for(
-    #[values(Engine::Loom, Engine::ShuttlePct, Engine::ShuttleRandom, Engine::ShuttleUrw, Engine::Std)] engine: Engine,
+    #[values(
+        Engine::Loom,
+        Engine::ShuttlePct,
+        Engine::ShuttleRandom,
+        Engine::ShuttleUrw,
+        Engine::Std
+    )]
+    engine: Engine,
 ) {
     crate::harness::expect_clean(engine, || {
         let stop = Chan::<()>::new(0);
@@ -190,7 +239,14 @@ fn verdicts_of(
 /// operations): long, but every round makes progress, so the run is clean, not a livelock.
 #[rstest]
 fn a_long_correct_run_is_clean(
-    #[values(Engine::Loom, Engine::ShuttlePct, Engine::ShuttleRandom, Engine::ShuttleUrw, Engine::Std)] engine: Engine,
+    #[values(
+        Engine::Loom,
+        Engine::ShuttlePct,
+        Engine::ShuttleRandom,
+        Engine::ShuttleUrw,
+        Engine::Std
+    )]
+    engine: Engine,
 ) {
     use primitives::sync::{Mutex, WaitGroup};
     use primitives::Shared;
@@ -227,7 +283,13 @@ fn a_long_correct_run_is_clean(
 /// the test waits forever. Only the clock moves: a livelock.
 #[rstest]
 fn ticking_without_change_is_a_livelock(
-    #[values(Engine::ShuttlePct, Engine::ShuttleRandom, Engine::ShuttleUrw, Engine::Std)] engine: Engine,
+    #[values(
+        Engine::ShuttlePct,
+        Engine::ShuttleRandom,
+        Engine::ShuttleUrw,
+        Engine::Std
+    )]
+    engine: Engine,
 ) {
     use primitives::time::Ticker;
     use std::time::Duration;
@@ -252,7 +314,13 @@ fn ticking_without_change_is_a_livelock(
 /// A worker that needs ten ticks to finish its job is not a livelock: the job ends.
 #[rstest]
 fn a_few_ticks_of_waiting_are_not_a_livelock(
-    #[values(Engine::ShuttlePct, Engine::ShuttleRandom, Engine::ShuttleUrw, Engine::Std)] engine: Engine,
+    #[values(
+        Engine::ShuttlePct,
+        Engine::ShuttleRandom,
+        Engine::ShuttleUrw,
+        Engine::Std
+    )]
+    engine: Engine,
 ) {
     use primitives::time::Ticker;
     use std::time::Duration;
@@ -281,7 +349,14 @@ fn a_few_ticks_of_waiting_are_not_a_livelock(
 /// run undecided, never as a livelock and never as clean.
 #[rstest]
 fn progress_forever_reaches_the_bound(
-    #[values(Engine::Loom, Engine::ShuttlePct, Engine::ShuttleRandom, Engine::ShuttleUrw, Engine::Std)] engine: Engine,
+    #[values(
+        Engine::Loom,
+        Engine::ShuttlePct,
+        Engine::ShuttleRandom,
+        Engine::ShuttleUrw,
+        Engine::Std
+    )]
+    engine: Engine,
 ) {
     let seen = verdicts_of(
         engine,
