@@ -131,6 +131,8 @@ fn monitor(c: Arc<Container>, stop: Chan<()>, variant: Variant) {
 
 /// Records a probe's result in the container's state, under the container's lock. `done` is
 /// the parameter the fix added.
+// The early `return` is upstream's: the result would be recorded after it (left out here).
+#[allow(clippy::needless_return)]
 fn handle_probe_result(c: &Container, done: Option<&Chan<()>>) {
     c.lock();
     let _unlock = defer(|| c.unlock());
