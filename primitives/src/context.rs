@@ -17,7 +17,7 @@ use std::time::Duration;
 use crate::chan::Chan;
 use crate::rt::cell::RtCell;
 use crate::rt::clock::VClock;
-use crate::rt::timer::{TimerId, TimerKind};
+use crate::rt::timer::{TimerId, TimerKind, TimerTarget};
 use crate::rt::trace::Op;
 use crate::rt::{current_exec, Books, Ctx, Execution, ObjMeta};
 use crate::time::Instant;
@@ -207,7 +207,7 @@ fn derive(parent: &Context, until: Until, at: &'static Location<'static>) -> (Co
             node.cancel_locked(&cx, &mut b, ContextError::DeadlineExceeded, &clock);
         } else {
             let after = d - b.now;
-            let id = cx.arm_timer(&mut b, after, TimerKind::Context(node.clone()));
+            let id = cx.arm_timer(&mut b, after, TimerKind::Once(node.clone()));
             node.state.borrow(&cx).timer = Some(id);
         }
     }
@@ -252,6 +252,13 @@ impl Context {
             .as_ref()
             .and_then(|n| n.deadline)
             .map(Instant::from_virtual)
+    }
+}
+
+/// A deadline's timer cancels the context.
+impl TimerTarget for Node {
+    fn fire(&self, cx: &Ctx<'_>, b: &mut Books, _now: Duration, clock: &VClock) {
+        self.cancel_locked(cx, b, ContextError::DeadlineExceeded, clock);
     }
 }
 

@@ -21,9 +21,26 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::chan::Chan;
-use crate::rt::timer::{TimerId, TimerKind};
+use crate::rt::clock::VClock;
+use crate::rt::timer::{TimerId, TimerKind, TimerTarget};
 use crate::rt::trace::Op;
-use crate::rt::{current_exec, Execution, WaitReason};
+use crate::rt::{current_exec, Books, Ctx, Execution, WaitReason};
+
+/// A timer's or ticker's channel, as the runtime's timers see it: a firing sends the time.
+impl TimerTarget for Chan<Instant> {
+    fn fire(&self, cx: &Ctx<'_>, b: &mut Books, now: Duration, clock: &VClock) {
+        self.send_from_runtime(cx, b, Instant::from_virtual(now), clock);
+    }
+
+    fn has_room(&self, cx: &Ctx<'_>) -> bool {
+        Chan::has_room(self, cx)
+    }
+}
+
+/// The channel `c` as a timer's target.
+fn target(c: &Chan<Instant>) -> Arc<dyn TimerTarget> {
+    Arc::new(c.clone())
+}
 
 /// A point in an execution's virtual time (`time.Time`), measured from its start.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -160,7 +177,7 @@ impl Timer {
             let cx = exec.enter(at);
             let mut b = cx.books();
             cx.event(&mut b, Op::TimerStart, None, 0);
-            cx.arm_timer(&mut b, d, TimerKind::Chan(c.clone()))
+            cx.arm_timer(&mut b, d, TimerKind::Once(target(&c)))
         };
         Timer {
             exec,
@@ -202,7 +219,7 @@ impl Timer {
         let deadline = b.now + d;
         let was = b
             .timers
-            .reset(self.id, deadline, TimerKind::Chan(self.c.clone()), clock);
+            .reset(self.id, deadline, TimerKind::Once(target(&self.c)), clock);
         b.wake_helper();
         was
     }
@@ -252,7 +269,7 @@ impl Ticker {
                 &mut b,
                 d,
                 TimerKind::Ticker {
-                    chan: c.clone(),
+                    target: target(&c),
                     period: d,
                 },
             )
@@ -286,7 +303,7 @@ impl Ticker {
             self.id,
             deadline,
             TimerKind::Ticker {
-                chan: self.c.clone(),
+                target: target(&self.c),
                 period: d,
             },
             clock,

@@ -19,10 +19,7 @@ use super::trace::Op;
 use super::{
     Books, Ctx, Execution, Fired, Gid, Goroutine, Status, TimerMode, Wait, WaitReason, Waiter,
 };
-use crate::chan::Chan;
-use crate::context::Node;
 use crate::engine::{EngineKind, Parker};
-use crate::time::Instant;
 
 pub(crate) type TimerId = u64;
 
@@ -30,19 +27,32 @@ pub(crate) type TimerId = u64;
 /// `TimerEntry::after_tick`): a loop that polls never blocks, yet lets ticks come.
 pub(crate) const TICK_STEPS: u64 = 4;
 
+/// What a timer acts on when it fires, implemented by its owner above the runtime (a timer's
+/// channel, a context), as tokio's time driver wakes a `Waker`: the runtime knows nothing of
+/// channels or contexts. Called under the runtime lock.
+pub(crate) trait TimerTarget: Send + Sync {
+    /// The timer fired at virtual time `now`; `clock` is the arming goroutine's clock.
+    fn fire(&self, cx: &Ctx<'_>, b: &mut Books, now: Duration, clock: &VClock);
+
+    /// Whether a tick can be delivered now: Go drops the ticks a full channel cannot take, so
+    /// a ticker into a full channel is not due.
+    fn has_room(&self, _cx: &Ctx<'_>) -> bool {
+        true
+    }
+}
+
 /// What a timer does when it fires.
 pub(crate) enum TimerKind {
-    /// `time.After`, `time.NewTimer`: the fire time goes into the channel (capacity 1).
-    Chan(Chan<Instant>),
-    /// `time.NewTicker`, `time.Tick`: like `Chan`, then due again one period later.
+    /// `time.After`, `time.NewTimer` (the fire time goes into the channel), or
+    /// `context.WithTimeout` (the context is cancelled): the target acts.
+    Once(Arc<dyn TimerTarget>),
+    /// `time.NewTicker`, `time.Tick`: like `Once`, then due again one period later.
     Ticker {
-        chan: Chan<Instant>,
+        target: Arc<dyn TimerTarget>,
         period: Duration,
     },
     /// `time.Sleep`: the sleeper wakes.
     Sleep(Waiter),
-    /// `context.WithTimeout` / `WithDeadline`: the context is cancelled.
-    Context(Arc<Node>),
     /// `time.AfterFunc`: the function starts in a goroutine of its own.
     Func(Box<dyn FnOnce() + Send>),
 }
@@ -116,8 +126,8 @@ impl Timers {
         self.entries
             .iter()
             .filter(|(_, e)| match &e.kind {
-                TimerKind::Ticker { chan, .. } => {
-                    chan.has_room(cx)
+                TimerKind::Ticker { target, .. } => {
+                    target.has_room(cx)
                         && e.after_tick.as_ref().is_none_or(|at| {
                             goroutines.iter().enumerate().all(|(i, g)| {
                                 let since = g.steps - at.get(i).copied().unwrap_or(0);
@@ -166,17 +176,15 @@ impl Ctx<'_> {
         });
         b.progress.tick(&b.goroutines);
         match entry.kind {
-            TimerKind::Chan(chan) => {
-                chan.send_from_runtime(self, b, Instant::from_virtual(now), &entry.clock);
-            }
-            TimerKind::Ticker { chan, period } => {
-                chan.send_from_runtime(self, b, Instant::from_virtual(now), &entry.clock);
+            TimerKind::Once(target) => target.fire(self, b, now, &entry.clock),
+            TimerKind::Ticker { target, period } => {
+                target.fire(self, b, now, &entry.clock);
                 let after_tick = Some(b.goroutines.iter().map(|g| g.steps).collect());
                 b.timers.entries.insert(
                     id,
                     TimerEntry {
                         deadline: now + period,
-                        kind: TimerKind::Ticker { chan, period },
+                        kind: TimerKind::Ticker { target, period },
                         clock: entry.clock,
                         after_tick,
                     },
@@ -200,14 +208,6 @@ impl Ctx<'_> {
                     b.deferred
                         .push(super::Deferred::StartGoroutine(gid, parker, f));
                 }
-            }
-            TimerKind::Context(node) => {
-                node.cancel_locked(
-                    self,
-                    b,
-                    crate::context::ContextError::DeadlineExceeded,
-                    &entry.clock,
-                );
             }
         }
     }
