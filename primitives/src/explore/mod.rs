@@ -23,7 +23,7 @@
 mod loom_driver;
 mod shuttle_driver;
 
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::panic::{self, Location};
@@ -32,7 +32,7 @@ use std::time::Instant;
 
 use crate::engine::{self, EngineKind};
 use crate::report::{ExecutionReport, Verdict};
-use crate::rt::{self, ExecConfig, TimerMode};
+use crate::rt::{self, take_panic, ExecConfig, TimerMode};
 
 /// A kernel: the body of a Go test, run as the main goroutine of each execution.
 pub type Kernel = Arc<dyn Fn() + Send + Sync>;
@@ -358,21 +358,9 @@ fn run_std_once(
     report
 }
 
-/// A panic the hook caught inside an execution.
-pub(crate) struct CaughtPanic {
-    pub(crate) message: String,
-    pub(crate) location: Option<String>,
-}
-
 std::thread_local! {
-    static CAUGHT: RefCell<Option<CaughtPanic>> = const { RefCell::new(None) };
     /// Set while the runtime calls code that may panic on bad input (a schedule decoder).
     static QUIET: Cell<bool> = const { Cell::new(false) };
-}
-
-/// The last panic caught on this thread inside an execution.
-pub(crate) fn take_panic() -> Option<CaughtPanic> {
-    CAUGHT.with(|c| c.borrow_mut().take())
 }
 
 /// Runs `f`, turning a panic into `Err(message)` without printing anything.
@@ -402,7 +390,7 @@ fn install_panic_hook() {
                 if engine::active_engine().is_some() || QUIET.with(Cell::get) {
                     let message = rt::payload_message(info.payload());
                     let location = info.location().map(|l| rt::site_of(l.file(), l.line()));
-                    CAUGHT.with(|c| *c.borrow_mut() = Some(CaughtPanic { message, location }));
+                    rt::keep_panic(rt::CaughtPanic { message, location });
                     return;
                 }
                 original(info)

@@ -299,7 +299,7 @@ pub(crate) struct HelperStart {
 pub(crate) fn start_timer_goroutine(exec: &Arc<Execution>, start: HelperStart) {
     let body_exec = exec.clone();
     let gid = start.gid;
-    super::start_thread(
+    super::execution::start_thread(
         exec,
         gid,
         start.parker,
