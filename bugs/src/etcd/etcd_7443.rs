@@ -25,6 +25,7 @@ inventory::submit! {
         ),
         source: Source::Goker,
         fix: Fix::Upstream("8baaa06c"),
+        review: "faithful: Checked against 8baaa06c (and its parent's clientv3/balancer.go and vendored grpc clientconn.go), the test TestBalancerDoNotBlockOnClose, the #7283 stacks and GoKer's kernel: Up/down send on notifyCh under b.mu while gRPC holds addrConn.mu and lbWatcher waits for it; fix mapped hunk by hunk; trace and reports predate the last kernel change.",
         file: file!(),
         ..Bug::DEFAULT
     }

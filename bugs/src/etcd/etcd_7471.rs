@@ -28,6 +28,7 @@ inventory::submit! {
         budget: Budget { shuttle: 5_000, ..Budget::DEFAULT },
         source: Source::Diff("1b1fabef"),
         fix: Fix::Upstream("1b1fabef"),
+        review: "faithful: Checked against 1b1fabef (auth/simple_token.go, auth/store.go at its parent), the test 44099321, PR #7492 and issue #7471: Authenticate's assignSimpleTokenToUser sends on the full addSimpleTokenCh holding simpleTokensMu while the keeper's tick waits for that lock; fix mapped hunk by hunk; trace and reports predate the last kernel change.",
         file: file!(),
         ..Bug::DEFAULT
     }

@@ -26,6 +26,7 @@ inventory::submit! {
         ),
         source: Source::Goker,
         fix: Fix::Upstream("1b1fabef"),
+        review: "faithful: Checked against GoKer's etcd7492_test.go, the fix 1b1fabef and auth/simple_token.go at 1b1fabef^ (= 51939650): the send on addSimpleTokenCh under simpleTokensMu against the tick's deleteTokenFunc; fix mapped at GoKer's lines, every shrink admitted.",
         file: file!(),
         ..Bug::DEFAULT
     }

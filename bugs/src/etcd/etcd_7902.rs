@@ -23,6 +23,7 @@ inventory::submit! {
         budget: Budget { loom: 5_000, ..Budget::DEFAULT },
         source: Source::Goker,
         fix: Fix::Upstream("#7902"),
+        review: "faithful: Checked against GoKer's etcd7902_test.go, 87d99fe0 and b44bd6d2 (PR #7902) and etcd-runner's election_command.go/global.go at 87d99fe0^: a follower waits on rcNextc under doRounds's mu that the leader needs to close nextc; GoKer's no-leader and no-handshake artifacts corrected and admitted; both fix commits mapped.",
         file: file!(),
         ..Bug::DEFAULT
     }

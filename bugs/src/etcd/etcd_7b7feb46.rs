@@ -20,6 +20,7 @@ inventory::submit! {
         asplos: Some("blocking-bugs/etcd/7b7feb46fcf13da75f93797740ffc6034bb585ff.txt"),
         source: Source::Diff("7b7feb46"),
         fix: Fix::Upstream("7b7feb46"),
+        review: "faithful: Checked against 7b7feb46 (PR #7015), lease/leasehttp/http.go, etcdserver/v3_server.go and pkg/httputil/httputil.go at its parent: the unbuffered errc left without a receiver once the caller's context times out; one-hunk fix mapped; every stand-in admitted.",
         file: file!(),
         ..Bug::DEFAULT
     }

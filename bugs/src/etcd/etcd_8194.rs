@@ -23,6 +23,7 @@ inventory::submit! {
         budget: Budget { preemption_bound: Some(2), ..Budget::DEFAULT },
         source: Source::Goker,
         fix: Fix::Upstream("8d418207"),
+        review: "faithful: Checked against 8d418207 (PR #8194 and its thread), lease/lessor.go and lessor_test.go at its parent, GoKer's kernel and GoReal's race report: a lessor's runLoop leaked by TestLessorGrant reads leaseRevokeRate while the next test writes it; fix mapped; GoKer's concurrent tests replaced by go test's sequential order, admitted.",
         file: file!(),
         ..Bug::DEFAULT
     }

@@ -20,6 +20,7 @@ inventory::submit! {
         asplos: None,
         source: Source::Goker,
         fix: Fix::Upstream("6c40b2b5"),
+        review: "faithful: Checked against 6c40b2b5 (PR #9446 and its race report), mvcc/backend backend.go, batch_tx.go, read_tx.go, tx_buffer.go and the inflight-range test at its parent, and GoKer's kernel: defrag's second readTx.reset deletes from the read buffer's map without readTx.mu while a reader looks it up; fix mapped; GoKer's missing reader lock and commit restored and admitted.",
         file: file!(),
         ..Bug::DEFAULT
     }

@@ -25,6 +25,7 @@ inventory::submit! {
         ),
         source: Source::Diff("cb9a3e04"),
         fix: Fix::Upstream("cb9a3e04"),
+        review: "faithful: Checked against cb9a3e04 (#3927), client/client.go, client/cancelreq.go, client_test.go and the vendored x/net/context at its parent: the overwritten WithCancel is never cancelled and its propagateCancel goroutine leaks for a foreign parent; one-hunk fix mapped; the constructed caller is admitted and justified.",
         file: file!(),
         ..Bug::DEFAULT
     }

@@ -20,6 +20,7 @@ inventory::submit! {
         goker: Some("gobench/goker/blocking/grpc/3017"),
         source: Source::Goker,
         fix: Fix::Upstream("ac35b677"),
+        review: "faithful: Checked against ac35b677 (= 8cb6baca), balancer/grpclb/grpclb_util.go at 4ccf24ac, the test TestLBCache_RemoveTimer_New_Race, GoKer's kernel and GoReal's backtrace: the removal timer's early return on abortDeleting leaks ccc.mu; fix mapped at both lines; GoReal's backtrace (loop blocked in NewSubConn) worth citing.",
         file: file!(),
         budget: Budget { preemption_bound: Some(2), ..Budget::DEFAULT },
         ..Bug::DEFAULT

@@ -21,6 +21,7 @@ inventory::submit! {
         goker: Some("gobench/goker/nonblocking/grpc/3090"),
         source: Source::Goker,
         fix: Fix::Upstream("027cd627"),
+        review: "faithful: Checked against 027cd627, resolver_conn_wrapper.go and resolver/manual/manual.go at 0859afa3, GoKer's kernel and README, and GoReal's race report: ccr.resolver written after Build while Build's UpdateState→poll goroutine reads it under a lock the writer never takes; fix (resolverMu around Build, pollingMu) mapped at three switches.",
         file: file!(),
         ..Bug::DEFAULT
     }

@@ -20,6 +20,7 @@ inventory::submit! {
         asplos: Some("blocking-bugs/grpc-go/47fc4a2936669af9ec8f851be845f2d4c7bcca18.txt"),
         source: Source::Diff("47fc4a29"),
         fix: Fix::Upstream("47fc4a29"),
+        review: "faithful: Checked against 47fc4a29 (#490) and stream.go, transport/http2_client.go and clientconn.go at 7ed46298: the stream watcher waits only on the stream context, which a connection error never cancels; one-hunk fix mapped; the invented driver is admitted and built from the surrounding upstream code.",
         file: file!(),
         budget: Budget { preemption_bound: Some(2), ..Budget::DEFAULT },
         ..Bug::DEFAULT

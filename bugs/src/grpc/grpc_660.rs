@@ -21,6 +21,7 @@ inventory::submit! {
         ),
         source: Source::Goker,
         fix: Fix::Upstream("#660"),
+        review: "faithful: Checked against GoKer's grpc660_test.go, benchmark/worker/benchmark_client.go and main.go at db85417d, and the PR's two fix commits ceacfbcb and 02bd4c80: the per-round RPC goroutine's unguarded send on done after the worker returned on stop; both commits mapped; GoKer's single stop send corrected to upstream's close, admitted.",
         file: file!(),
         ..Bug::DEFAULT
     }

@@ -20,6 +20,7 @@ inventory::submit! {
         asplos: Some("blocking-bugs/grpc-go/5a547ed72c09faf4050739d54caea1d51f4d276d.txt"),
         source: Source::Goker,
         fix: Fix::Upstream("069ed421"),
+        review: "faithful: Checked against 069ed421 (PR #795, issue #793), server.go at f5118cfa, the test it added, f1e4d3b1/#774 and 0f3fc435/#797, and GoKer's kernel: GracefulStop's early return locks s.mu again instead of unlocking; one-word fix mapped; GoKer's missing final Unlock corrected and admitted.",
         file: file!(),
         ..Bug::DEFAULT
     }

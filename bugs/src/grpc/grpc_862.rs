@@ -22,6 +22,7 @@ inventory::submit! {
         asplos: Some("blocking-bugs/grpc-go/dd5645bebff44f6b88780bb949022a09eadd7dae.txt"),
         source: Source::Goker,
         fix: Fix::Upstream("dd5645be"),
+        review: "faithful: Checked against dd5645be (PR #862), clientconn.go at d8f4ebe7 and GoKer's kernel: DialContext's defer closes the nil named result instead of the ClientConn it made when ctx is cancelled first, leaking resetTransport's retry loop; all fix hunks mapped; GoKer's missing waitC/select/defer restored and admitted.",
         file: file!(),
         budget: Budget { loom: 3_000, preemption_bound: Some(2), ..Budget::DEFAULT },
         ..Bug::DEFAULT

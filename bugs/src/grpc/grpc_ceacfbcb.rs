@@ -23,6 +23,7 @@ inventory::submit! {
         ),
         source: Source::Diff("ceacfbcb"),
         fix: Fix::Upstream("ceacfbcb"),
+        review: "faithful: Checked against ceacfbcb (PR #660) and benchmark/worker/benchmark_client.go and main.go at db85417d: the per-round RPC goroutine's unguarded done <- true after the worker returned on stop; the commit's unary hunks mapped; the success-only call and the missing 02bd4c80 path are explained and admitted.",
         file: file!(),
         ..Bug::DEFAULT
     }
