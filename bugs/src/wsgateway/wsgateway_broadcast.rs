@@ -12,16 +12,17 @@ inventory::submit! {
     Bug {
         id: "wsgateway_broadcast",
         project: "wsgateway",
-        upstream: "https://yzsam.com/html/AXETDs.html",
+        upstream: "https://cnblogs.com/wishFreedom/p/16473195.html",
         category: "Mixed deadlock (channel & lock)",
         expected: primitives::Verdict::Deadlock,
         kernel: test_wsgateway_broadcast,
         walkthrough: include_str!("wsgateway_broadcast.md"),
-        source: Source::Description("https://yzsam.com/html/AXETDs.html"),
+        source: Source::Description("https://cnblogs.com/wishFreedom/p/16473195.html"),
         fix: Fix::Ours(
             "no upstream repository or commit: the post shows the buggy code only as excerpts; \
              the fixed variant is the non-blocking send the catalogue records for it (select \
-             with default in connectionImpl.Write), not checked against the post's own text",
+             with default in connectionImpl.Write), not checked against the post's own fix, whose \
+             closing summary could not be reached",
         ),
         file: file!(),
         budget: Budget { preemption_bound: Some(2), ..Budget::DEFAULT },
