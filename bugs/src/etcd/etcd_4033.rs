@@ -24,6 +24,7 @@ inventory::submit! {
         ),
         source: Source::Diff("b7cf2385"),
         fix: Fix::Upstream("b7cf2385"),
+        review: "faithful after mends: Checked against etcd b7cf2385 (the fix and its test) and b7cf2385^ (`contrib/raftexample/raft.go`, `raft/node.go`), PR #4033 and the ASPLOS diff: right cycle, upstream's fix, honest deadlock verdict with the Go caveat stated; one step of the narrative overstates what the trace shows.",
         file: file!(),
         ..Bug::DEFAULT
     }

@@ -23,6 +23,7 @@ inventory::submit! {
         budget: Budget { shuttle: 3_000, ..Budget::DEFAULT },
         source: Source::Diff("272a4b69"),
         fix: Fix::Upstream("272a4b69"),
+        review: "faithful: Checked against etcd v3.3.7 and its vendored grpc-go v1.7.5 (`handler_server.go`, `stream.go`, `server.go`, `watch.go`, `embed/serve.go`), grpc-go 272a4b69 and c6b46087, etcd 830bba33, issue #9956's stack and PR grpc-go#2695: right bug and path, upstream's fix at its three hunks, honest panic; reports lag one regeneration.",
         file: file!(),
         ..Bug::DEFAULT
     }

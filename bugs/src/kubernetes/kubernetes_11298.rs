@@ -21,6 +21,7 @@ inventory::submit! {
         asplos: Some("blocking-bugs/kubernetes/e98c8e7685f4475e091f9186606098039c2fc250.txt"),
         source: Source::Goker,
         fix: Fix::Upstream("e98c8e76"),
+        review: "faithful after mends: Checked against GoKer blocking/kubernetes/11298 and the ASPLOS copy of e98c8e76 (commit message and hunks): GoKer's lost-Signal kernel with upstream's channel fix, deviations admitted; the trace and the PCT budget note are stale against the current primitives (PCT now needs 7742 at seed 1 and misses at seeds 3 and 5).",
         file: file!(),
         loom: Loom::DoesNotApply(
             "more goroutines than loom's threads: the test, two `After` goroutines, the \

@@ -22,6 +22,7 @@ inventory::submit! {
         asplos: Some("blocking-bugs/kubernetes/a12b7edc42c5c06a2e7d9f381975658692951d5a.txt"),
         source: Source::Goker,
         fix: Fix::Upstream("a12b7edc"),
+        review: "faithful after mends: Checked against GoKer blocking/kubernetes/13135, the ASPLOS copy of a12b7edc and the fix-era cacher.go in the index: the AB-BA cycle and the fix are upstream's. GoKer's concurrent `watchCache.Add` stands in for upstream's concurrent `Watch`, and the walkthrough maps it wrongly to the reflector (which runs on the same goroutine as startCaching).",
         file: file!(),
         loom: Loom::DoesNotApply(
             "Until's loop ends only when the `close` goroutine runs; loom's schedules can starve \

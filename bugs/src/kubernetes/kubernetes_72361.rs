@@ -20,6 +20,7 @@ inventory::submit! {
         asplos: None,
         source: Source::Diff("#72361"),
         fix: Fix::Upstream("#72361"),
+        review: "faithful after mends: Checked against PR #72361 (description, review-thread hunk), issue #71071 (logs and goroutine dump), libnetwork a9cd636e/df660024/40d06dc4 `ipvs` and kube-proxy's graceful_termination.go (0c4236dd) and ipvs_linux.go (046d201c): the stolen-answer hang on the shared netlink socket is the mechanism libnetwork's `execute` allows and the PR's mutex removes; the vendored version can be pinned (timeout present), one simplification is unlisted, and reports/ still describe the old port.",
         file: file!(),
         ..Bug::DEFAULT
     }

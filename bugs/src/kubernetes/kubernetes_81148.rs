@@ -21,6 +21,7 @@ inventory::submit! {
         asplos: None,
         source: Source::Goker,
         fix: Fix::Upstream("#81148"),
+        review: "faithful after mends: Checked against GoKer `nonblocking/kubernetes/81148`, GoReal's revert patch and race report (fix tree 8c6c94ba) and the index's copy of the buggy test: right race, right fix hunk, honest detection; mend one false sentence about upstream's `stop` (it is nil) and re-bless the stale trace.",
         file: file!(),
         ..Bug::DEFAULT
     }

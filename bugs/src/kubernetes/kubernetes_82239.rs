@@ -25,6 +25,7 @@ inventory::submit! {
         asplos: None,
         source: Source::Goker,
         fix: Fix::Upstream("#82239"),
+        review: "faithful after mends: Checked against GoKer `nonblocking/kubernetes/82239`, GoReal's revert patch and race report (fix tree cedffee9) and the PR description: right race and fix, honest detection; re-bless the stale trace and name the fake-watch goroutines dropped.",
         file: file!(),
         ..Bug::DEFAULT
     }

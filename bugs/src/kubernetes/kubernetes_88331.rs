@@ -20,6 +20,7 @@ inventory::submit! {
         asplos: None,
         source: Source::Goker,
         fix: Fix::Upstream("#88331"),
+        review: "faithful after mends: Checked against GoKer `nonblocking/kubernetes/88331`, GoReal's revert patch and race reports (fix tree f1163084), issue #88327 and PR #90755: right race and fix, the added queue stop is admitted; re-bless the stale trace.",
         file: file!(),
         ..Bug::DEFAULT
     }

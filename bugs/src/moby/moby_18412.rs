@@ -21,6 +21,7 @@ inventory::submit! {
         asplos: Some("non-blocking-bugs/docker/2704fd9156bfb0fb8dc16c42902bb18ea5aa94a9.txt"),
         source: Source::Test("moby/moby pkg/integration/utils_test.go @ 580534ba"),
         fix: Fix::Upstream("2704fd91"),
+        review: "faithful: Checked against the fix 2704fd91 (PR #18412 thread), utils.go/utils_test.go at 580534ba, GoKer nonblocking/moby/18412 and GoReal's record: the goroutine writing the function's named result on the timeout path, fixed by exitInfo over a buffered channel, as upstream.",
         file: file!(),
         ..Bug::DEFAULT
     }

@@ -24,6 +24,7 @@ inventory::submit! {
         ),
         source: Source::Goker,
         fix: Fix::Upstream("2f4aa965"),
+        review: "faithful after mends: Checked against GoKer blocking/moby/21233, the fix 2f4aa965 and distribution/xfer at 69f297bf: the test consumer that quits on an overwritten progress update and strands the watchers, fixed by relaxing the comparison; one sentence overstates what the relaxed test guarantees.",
         file: file!(),
         ..Bug::DEFAULT
     }

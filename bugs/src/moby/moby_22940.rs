@@ -19,6 +19,7 @@ inventory::submit! {
         asplos: Some("non-blocking-bugs/docker/1670914b8a56ab8e6ead38739fddb416b61e444f.txt"),
         source: Source::Diff("1670914b"),
         fix: Fix::Upstream("1670914b"),
+        review: "faithful: Checked against the fix 1670914b (merge f10a222d), the test and hack at f18224de, Go 1.5's io.Pipe/net.Pipe and GoReal's race report: the loop variable read by a writer goroutine that the zero-byte reads left unsynchronised, fixed by passing it as an argument, as upstream.",
         file: file!(),
         // Four writers and three locks: bound 1 keeps loom's search of the fixed variant short.
         budget: Budget { preemption_bound: Some(1), ..Budget::DEFAULT },

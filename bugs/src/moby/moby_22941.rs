@@ -22,6 +22,7 @@ inventory::submit! {
         asplos: Some("non-blocking-bugs/docker/1670914b8a56ab8e6ead38739fddb416b61e444f.txt"),
         source: Source::Goker,
         fix: Fix::Upstream("1670914b"),
+        review: "faithful after mends: Checked against GoKer nonblocking/moby/22941 (and its race report), the fix 1670914b, the test at f18224de and GoReal's report: the loop variable captured by the writer goroutine, fixed as upstream; the stub's race pair (writer 1) differs from the real test's (writer 3) without saying so.",
         file: file!(),
         ..Bug::DEFAULT
     }

@@ -23,6 +23,7 @@ inventory::submit! {
         asplos: Some("blocking-bugs/docker/a69a59ffc7e3d028a72d1195c2c1535f447eaa84.txt"),
         source: Source::Diff("a69a59ff"),
         fix: Fix::Upstream("a69a59ff"),
+        review: "faithful after mends: Checked against a69a59ff and its parent 6314bec6 (read.go, jsonfilelog.go, logger.go, vendored fsnotify inotify.go), GoKer blocking/moby/27782 and native-go.tsv: the IN_MODIFY-before-IN_IGNORED wait of fsnotify `Remove` inside the only `Events` reader, fixed by a69a59ff's goroutine + ctx at the lines it touched; one sentence on rarity ignores the corpus's own 195/200 std figure.",
         file: file!(),
         // Three to four goroutines and many locks: bound 1 keeps loom's search exhaustive.
         budget: Budget { preemption_bound: Some(1), ..Budget::DEFAULT },

@@ -22,6 +22,7 @@ inventory::submit! {
         asplos: Some("blocking-bugs/docker/2ffef1b7eb618162673c6ffabccb9ca57c7dfce3.txt"),
         source: Source::Goker,
         fix: Fix::Upstream("2ffef1b7"),
+        review: "faithful after mends: Checked against GoKer blocking/moby/4951, the fix 2ffef1b7 and deviceset.go at 70826e8b (and 81f148be): the AB-BA cycle made by dropping the global lock while holding the device lock, fixed by taking the device lock first, as upstream; one mislabelled hunk in the fix table.",
         file: file!(),
         ..Bug::DEFAULT
     }

@@ -24,6 +24,7 @@ inventory::submit! {
              with default in connectionImpl.Write), not checked against the post's own fix, whose \
              closing summary could not be reached",
         ),
+        review: "faithful after mends: Checked against the blog's English rendering (yzsam.com) and the beginning of its cnblogs original, and the catalogue's fix: the broadcast blocking on a full per-connection channel under the user map's read lock, with Add and later readers piling up, is what the post shows; the port is honest that its test and fix are its own, but misses the original post and carries a stale trace.",
         file: file!(),
         budget: Budget { preemption_bound: Some(2), ..Budget::DEFAULT },
         ..Bug::DEFAULT
