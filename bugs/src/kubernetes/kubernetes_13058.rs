@@ -25,6 +25,7 @@ inventory::submit! {
         asplos: None,
         source: Source::Goker,
         fix: Fix::Upstream("#13058"),
+        review: "faithful to GoKer and to PR #13058's change, after mends; not upstream's observed failure: the walkthrough now says first that Done before Add is GoKer's reading of a latent ordering hazard TestUpdate cannot reach, and that upstream's panic fits duplicate deletions (#17018, fixed by #14881), which is not modelled.",
         file: file!(),
         ..Bug::DEFAULT
     }
