@@ -10,10 +10,14 @@ fn bug(id: &str) -> &'static Bug {
     crate::find(id).unwrap_or_else(|| panic!("bugs/src/…/{id}.rs registers no bug with id {id:?}"))
 }
 
-/// The buggy variant is found, with its expected verdict, by every engine that can reach it.
+/// The buggy variant is found, with its expected verdict, by every engine that can reach it;
+/// the bounded search (`shuttle-dfs`) may stop short of it, but never sees another failure.
 pub fn buggy_is_detected(id: &str) {
     let bug = bug(id);
-    for engine in Engine::ALL.into_iter().filter(|&e| run::detects(bug, e)) {
+    for engine in Engine::ALL
+        .into_iter()
+        .filter(|&e| e != Engine::Std && run::applies(bug, e).is_ok())
+    {
         let found = run::explore(bug, Variant::Buggy, engine, Overrides::default());
         let outcome = run::outcome(bug, Variant::Buggy, &found);
         let seen = found
@@ -27,9 +31,9 @@ pub fn buggy_is_detected(id: &str) {
             })
             .or(found.error.clone())
             .unwrap_or_else(|| format!("no failure in {} schedules", found.schedules));
-        assert_eq!(
-            outcome,
-            Outcome::Detected,
+        assert!(
+            outcome == Outcome::Detected
+                || (outcome == Outcome::Missed && !run::detects(bug, engine)),
             "{id} on {engine}: expected {}; {seen}",
             bug.expected
         );

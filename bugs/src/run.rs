@@ -72,9 +72,10 @@ pub fn applies(bug: &Bug, engine: Engine) -> Result<(), &'static str> {
     }
 }
 
-/// Whether `engine` is expected to find the buggy variant's failure (not the baseline).
+/// Whether `engine` is expected to find the buggy variant's failure (not the baseline, not
+/// the bounded search).
 pub fn detects(bug: &Bug, engine: Engine) -> bool {
-    engine != Engine::Std
+    !matches!(engine, Engine::Std | Engine::ShuttleDfs)
         && applies(bug, engine).is_ok()
         && !bug.not_found_by.iter().any(|(e, _)| *e == engine)
 }
@@ -85,7 +86,9 @@ pub fn settings(bug: &Bug, variant: Variant, engine: Engine, overrides: Override
     let mut s = Settings::new(engine);
     s.budget = overrides.budget.unwrap_or(match engine {
         Engine::Loom => b.loom,
-        Engine::ShuttlePct | Engine::ShuttleRandom | Engine::ShuttleUrw => b.shuttle,
+        Engine::ShuttlePct | Engine::ShuttleRandom | Engine::ShuttleUrw | Engine::ShuttleDfs => {
+            b.shuttle
+        }
         Engine::Std => b.std,
     });
     s.seed = overrides.seed.unwrap_or(1);

@@ -96,8 +96,9 @@ pub fn measure(bug: &Bug, seeds: u64) -> Vec<Detection> {
         if run::applies(bug, engine).is_err() {
             continue;
         }
+        // loom and shuttle-dfs are deterministic searches; std is timed once.
         let runs = match engine {
-            Engine::Loom | Engine::Std => 1,
+            Engine::Loom | Engine::ShuttleDfs | Engine::Std => 1,
             _ => seeds,
         };
         let mut d = Detection {

@@ -61,6 +61,10 @@ pub struct Run {
     /// Executions that reached the hard step cap undecided (no verdict either way).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub bound_reached: u64,
+    /// shuttle-dfs: every schedule with at most this many preemptions was run (with
+    /// `exhaustive`, the search ended there; without, the budget ran out in the next round).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub explored_within: Option<usize>,
 }
 
 /// The first failing execution of a run.
@@ -71,6 +75,9 @@ pub struct FirstFailure {
     pub verdict: String,
     /// The string `harness replay` takes (absent on std).
     pub replay: Option<String>,
+    /// shuttle-dfs: the failing schedule's preemptions, the fewest any failing schedule has.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preemptions: Option<usize>,
     #[serde(default)]
     pub message: String,
     pub dump: String,
@@ -134,6 +141,7 @@ impl FirstFailure {
             schedule,
             verdict: r.verdict.as_str().to_string(),
             replay,
+            preemptions: None,
             message: r.message.clone(),
             dump: r.dump.clone(),
             trace: cause
@@ -196,10 +204,10 @@ impl Run {
                 .iter()
                 .map(|(v, n)| (v.as_str().to_string(), *n))
                 .collect(),
-            first_failure: found
-                .first_failure
-                .as_ref()
-                .map(|f| FirstFailure::from_report(f.schedule, f.replay.clone(), &f.report)),
+            first_failure: found.first_failure.as_ref().map(|f| FirstFailure {
+                preemptions: found.preemptions.first_failure,
+                ..FirstFailure::from_report(f.schedule, f.replay.clone(), &f.report)
+            }),
             seconds: found.seconds,
             outcome: outcome.as_str().to_string(),
             holds: run::holds(bug, variant, found.engine, outcome),
@@ -207,6 +215,7 @@ impl Run {
             category: bug.category.to_string(),
             unexplored_choices: found.unexplored_choices,
             bound_reached: found.bound_reached,
+            explored_within: found.preemptions.explored_within,
         }
     }
 
@@ -233,6 +242,7 @@ impl Run {
             category: bug.category.to_string(),
             unexplored_choices: 0,
             bound_reached: 0,
+            explored_within: None,
         }
     }
 

@@ -84,8 +84,23 @@ pub fn buggy_cell(r: Option<&&Run>) -> String {
             ),
         };
     }
+    let preempted = |k: usize| match k {
+        1 => "1 preemption".to_string(),
+        k => format!("{k} preemptions"),
+    };
     match r.outcome.as_str() {
-        "detected" => format!("✓ {}", r.first_failure.as_ref().map_or(0, |f| f.schedule)),
+        "detected" => match r.first_failure.as_ref() {
+            Some(f) => match f.preemptions {
+                Some(k) => format!("✓ {} ({})", f.schedule, preempted(k)),
+                None => format!("✓ {}", f.schedule),
+            },
+            None => "✓".to_string(),
+        },
+        // The bounded search's miss is the bound it cleared, not a broken promise.
+        "missed" if r.holds => match r.explored_within {
+            Some(k) => format!("– none ≤{} in {}", preempted(k), r.schedules),
+            None => format!("– none in {}", r.schedules),
+        },
         "missed" => format!("✗ missed in {}", r.schedules),
         "wrong-verdict" => format!(
             "✗ {}",
@@ -111,12 +126,20 @@ pub fn fixed_cell(rows: &BTreeMap<&str, &Run>) -> String {
         return format!("✗ {}", bad.join(", "));
     }
     let schedules: u64 = ran.iter().map(|r| r.schedules).sum();
-    let loom = rows
-        .get("loom")
-        .filter(|r| r.exhaustive)
-        .map(|_| ", loom exhaustive")
-        .unwrap_or("");
-    format!("✓ clean ({schedules} schedules{loom})")
+    let mut covered = String::new();
+    if rows.get("loom").is_some_and(|r| r.exhaustive) {
+        covered.push_str(", loom exhaustive");
+    }
+    if let Some(dfs) = rows.get("shuttle-dfs") {
+        match dfs.explored_within {
+            _ if dfs.exhaustive && dfs.explored_within.is_none() => {
+                covered.push_str(", dfs exhaustive")
+            }
+            Some(k) => covered.push_str(&format!(", dfs all ≤{k} preemptions")),
+            None => {}
+        }
+    }
+    format!("✓ clean ({schedules} schedules{covered})")
 }
 
 /// An engine's column header: its name, `std` marked as the native baseline.

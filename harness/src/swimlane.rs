@@ -384,6 +384,7 @@ mod tests {
             schedule: 3,
             verdict: "deadlock".into(),
             replay: None,
+            preemptions: None,
             message: String::new(),
             dump: String::new(),
             trace: vec![

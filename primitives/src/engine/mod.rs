@@ -74,6 +74,7 @@ impl RawMutex {
             RawMutex::Std(m) => RawGuard::Std(m.lock()),
             RawMutex::Loom(m) => RawGuard::Loom(m.lock().unwrap_or_else(PoisonError::into_inner)),
             RawMutex::Shuttle(m) => {
+                crate::explore::dfs::op_start();
                 RawGuard::Shuttle(m.lock().unwrap_or_else(PoisonError::into_inner))
             }
         }
@@ -282,6 +283,12 @@ pub(crate) fn set_current(kind: EngineKind, current: Option<Current>) {
 /// choice (loom, see loom#84) or where the runtime draws its own (`std`).
 pub(crate) fn scheduler_choice(kind: EngineKind, n: usize) -> Option<usize> {
     match kind {
+        EngineKind::Shuttle if crate::explore::dfs::active() => {
+            use shuttle::rand::RngCore;
+            Some(crate::explore::dfs::with_arity(n, || {
+                shuttle::rand::thread_rng().next_u64()
+            }))
+        }
         EngineKind::Shuttle => {
             use shuttle::rand::Rng;
             Some(shuttle::rand::thread_rng().gen_range(0..n))

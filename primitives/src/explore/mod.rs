@@ -20,6 +20,7 @@
 //! assert_eq!(failing.report.verdict, Verdict::Leak);
 //! ```
 
+pub(crate) mod dfs;
 mod loom_driver;
 mod shuttle_driver;
 
@@ -50,17 +51,23 @@ pub enum Engine {
     /// ASPLOS'25): goroutines weighted by the operations they have left, estimated from a
     /// first run, so that interleavings are drawn about uniformly.
     ShuttleUrw,
+    /// A depth-first search of shuttle's schedules in rounds of growing preemption bound
+    /// (iterative context bounding, as in CHESS), up to `preemption_bound`: exhaustive within
+    /// that bound where loom's five threads are too few, and the first failure it finds has the
+    /// fewest preemptions.
+    ShuttleDfs,
     /// Real OS threads, run over and over: the native baseline.
     Std,
 }
 
 impl Engine {
     /// Every engine, in the order reports list them.
-    pub const ALL: [Engine; 5] = [
+    pub const ALL: [Engine; 6] = [
         Engine::Loom,
         Engine::ShuttlePct,
         Engine::ShuttleRandom,
         Engine::ShuttleUrw,
+        Engine::ShuttleDfs,
         Engine::Std,
     ];
 
@@ -71,6 +78,7 @@ impl Engine {
             Engine::ShuttlePct => "shuttle-pct",
             Engine::ShuttleRandom => "shuttle-random",
             Engine::ShuttleUrw => "shuttle-urw",
+            Engine::ShuttleDfs => "shuttle-dfs",
             Engine::Std => "std",
         }
     }
@@ -168,6 +176,15 @@ impl Settings {
     }
 }
 
+/// What `shuttle-dfs`'s rounds of growing preemption bound covered.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Preemptions {
+    /// Every schedule with at most this many preemptions was run.
+    pub explored_within: Option<usize>,
+    /// The first failing schedule's preemptions.
+    pub first_failure: Option<usize>,
+}
+
 /// The first failing execution of an exploration.
 #[derive(Clone, Debug)]
 pub struct Failing {
@@ -197,6 +214,10 @@ pub struct Exploration {
     pub error: Option<String>,
     /// Executions that reached the hard step cap undecided ([`Verdict::BoundReached`]).
     pub bound_reached: u64,
+    /// `shuttle-dfs`: the preemption bound within which every schedule was run (`None`: no
+    /// round finished, or another engine), and the preemptions of the first failing schedule
+    /// (the fewest any failing schedule has).
+    pub preemptions: Preemptions,
     /// Executions in which loom took a choice Go leaves to chance by its fixed rule instead of
     /// exploring it (`ExecutionReport::unexplored_choices`); 0 on the other engines.
     pub unexplored_choices: u64,
@@ -214,6 +235,7 @@ impl Exploration {
             seconds: 0.0,
             error: None,
             bound_reached: 0,
+            preemptions: Preemptions::default(),
             unexplored_choices: 0,
         }
     }
@@ -296,6 +318,7 @@ pub fn explore(settings: &Settings, kernel: Kernel) -> Exploration {
         Engine::ShuttlePct | Engine::ShuttleRandom | Engine::ShuttleUrw => {
             shuttle_driver::explore(settings, kernel)
         }
+        Engine::ShuttleDfs => shuttle_driver::explore_dfs(settings, kernel),
     };
     found.seconds = start.elapsed().as_secs_f64();
     found
@@ -314,6 +337,7 @@ pub fn replay(
         Engine::ShuttlePct | Engine::ShuttleRandom | Engine::ShuttleUrw => {
             shuttle_driver::replay(settings, schedule, kernel)
         }
+        Engine::ShuttleDfs => shuttle_driver::replay_dfs(settings, schedule, kernel),
     }
 }
 

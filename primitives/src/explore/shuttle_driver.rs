@@ -1,5 +1,6 @@
-//! The shuttle engines: PCT, random and uniform-random-walk schedulers, with every execution's schedule recorded so
-//! a failing one can be replayed from its string.
+//! The shuttle engines: PCT, random and uniform-random-walk schedulers, with every execution's
+//! schedule recorded so a failing one can be replayed from its string; and the bounded
+//! depth-first search (`shuttle-dfs`, in `dfs.rs`), whose schedule strings are its own.
 
 use std::panic::{self, Location};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -11,6 +12,7 @@ use shuttle::scheduler::{
 use shuttle::{Config, FailurePersistence, MaxSteps};
 use shuttle_engine::scheduler::serialization::{deserialize_schedule, serialize_schedule};
 
+use super::dfs::{self, Dfs, End};
 use super::{quietly, take_panic, Engine, Exploration, Kernel, ReplayError, Settings};
 use crate::engine::{self, EngineKind};
 use crate::report::ExecutionReport;
@@ -276,6 +278,129 @@ pub(super) fn replay(
             .map(|c| c.message)
             .unwrap_or_else(|| rt::payload_message(&*p));
         return Err(ReplayError::Diverged(message));
+    }
+    let report = report.lock().unwrap_or_else(PoisonError::into_inner).take();
+    report.ok_or_else(|| ReplayError::Diverged("the execution did not run to its end".to_string()))
+}
+
+/// `shuttle-dfs`: every schedule in rounds of growing preemption bound, up to the settings'
+/// `preemption_bound`, within the budget.
+pub(super) fn explore_dfs(settings: &Settings, kernel: Kernel) -> Exploration {
+    let scheduler = Dfs::new(settings.budget, settings.preemption_bound);
+    let state = scheduler.0.clone();
+    let found = Arc::new(Mutex::new(Exploration::new(settings.engine)));
+    let exec_config = settings.exec_config(settings.seed);
+    let stop_at_failure = settings.stop_at_first_failure;
+    let at = Location::caller();
+    let body = {
+        let (state, found) = (state.clone(), found.clone());
+        move || {
+            let report = rt::run_execution(EngineKind::Shuttle, exec_config.clone(), &*kernel, at);
+            let failed = report.verdict.is_failure() || report.engine_error.is_some();
+            let mut f = found.lock().unwrap_or_else(PoisonError::into_inner);
+            let first = f.first_failure.is_none();
+            let stop = f.record(report, None, stop_at_failure);
+            let mut s = state.lock().unwrap_or_else(PoisonError::into_inner);
+            s.capture |= failed && first;
+            s.stop |= stop;
+        }
+    };
+    let run = move || shuttle::Runner::new(scheduler, config()).run(body);
+    engine::set_active_engine(Some(EngineKind::Shuttle));
+    dfs::set_active(true);
+    let result = panic::catch_unwind(panic::AssertUnwindSafe(run));
+    dfs::set_active(false);
+    engine::set_active_engine(None);
+    let mut found = std::mem::replace(
+        &mut *found.lock().unwrap_or_else(PoisonError::into_inner),
+        Exploration::new(settings.engine),
+    );
+    let s = state.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Err(p) = result {
+        let message = take_panic()
+            .map(|c| c.message)
+            .unwrap_or_else(|| rt::payload_message(&*p));
+        found.error = Some(format!("shuttle: {message}"));
+    }
+    let below = |bound: usize| bound.checked_sub(1);
+    let bound_words = |k: usize| match k {
+        1 => "1 preemption".to_string(),
+        k => format!("{k} preemptions"),
+    };
+    match s.end.clone() {
+        Some(End::Complete) => {
+            found.exhaustive = true;
+            found.limit = None;
+        }
+        Some(End::Bounded(k)) => {
+            found.exhaustive = true;
+            found.preemptions.explored_within = Some(k);
+            found.limit = Some(format!("every schedule with at most {}", bound_words(k)));
+        }
+        Some(End::Budget(k)) => {
+            found.preemptions.explored_within = below(k);
+            found.limit = Some(match below(k) {
+                Some(j) => format!(
+                    "every schedule with at most {}; the budget ran out at {}",
+                    bound_words(j),
+                    bound_words(k)
+                ),
+                None => "the budget ran out before the schedules without preemption".into(),
+            });
+        }
+        Some(End::Failure(k)) => found.preemptions.explored_within = below(k),
+        Some(End::Diverged(why)) => {
+            found.error = Some(format!(
+                "shuttle-dfs: the kernel did not repeat itself on a replayed schedule ({why})"
+            ));
+        }
+        None => {}
+    }
+    if s.unknown_arity && found.error.is_none() {
+        found.error = Some("shuttle-dfs: a value was drawn without its range".into());
+    }
+    if let (Some(failing), Some((schedule, preemptions))) =
+        (found.first_failure.as_mut(), s.captured.as_ref())
+    {
+        failing.replay = Some(schedule.clone());
+        found.preemptions.first_failure = Some(*preemptions);
+    }
+    found
+}
+
+pub(super) fn replay_dfs(
+    settings: &Settings,
+    schedule: &str,
+    kernel: Kernel,
+) -> Result<ExecutionReport, ReplayError> {
+    let scheduler = Dfs::replay(schedule.trim()).map_err(|why| {
+        ReplayError::Malformed(format!(
+            "{why}; expected a shuttle-dfs schedule (goroutines and `v` values, joined by `.`)"
+        ))
+    })?;
+    let state = scheduler.0.clone();
+    let report = Arc::new(Mutex::new(None));
+    let exec_config = settings.exec_config(settings.seed);
+    let at = Location::caller();
+    let sink = report.clone();
+    engine::set_active_engine(Some(EngineKind::Shuttle));
+    dfs::set_active(true);
+    let result = panic::catch_unwind(panic::AssertUnwindSafe(|| {
+        shuttle::Runner::new(scheduler, config()).run(move || {
+            let r = rt::run_execution(EngineKind::Shuttle, exec_config.clone(), &*kernel, at);
+            *sink.lock().unwrap_or_else(PoisonError::into_inner) = Some(r);
+        })
+    }));
+    dfs::set_active(false);
+    engine::set_active_engine(None);
+    if let Err(p) = result {
+        let message = take_panic()
+            .map(|c| c.message)
+            .unwrap_or_else(|| rt::payload_message(&*p));
+        return Err(ReplayError::Diverged(message));
+    }
+    if let Some(End::Diverged(why)) = &state.lock().unwrap_or_else(PoisonError::into_inner).end {
+        return Err(ReplayError::Diverged(why.clone()));
     }
     let report = report.lock().unwrap_or_else(PoisonError::into_inner).take();
     report.ok_or_else(|| ReplayError::Diverged("the execution did not run to its end".to_string()))

@@ -14,6 +14,7 @@ fn send_on_nil_channel_blocks_forever(
         Engine::ShuttlePct,
         Engine::ShuttleRandom,
         Engine::ShuttleUrw,
+        Engine::ShuttleDfs,
         Engine::Std
     )]
     engine: Engine,
@@ -31,6 +32,7 @@ fn receive_on_nil_channel_blocks_forever(
         Engine::ShuttlePct,
         Engine::ShuttleRandom,
         Engine::ShuttleUrw,
+        Engine::ShuttleDfs,
         Engine::Std
     )]
     engine: Engine,
@@ -48,6 +50,7 @@ fn close_of_nil_channel_panics(
         Engine::ShuttlePct,
         Engine::ShuttleRandom,
         Engine::ShuttleUrw,
+        Engine::ShuttleDfs,
         Engine::Std
     )]
     engine: Engine,
@@ -64,6 +67,7 @@ fn send_on_open_unbuffered_channel_blocks_until_received(
         Engine::ShuttlePct,
         Engine::ShuttleRandom,
         Engine::ShuttleUrw,
+        Engine::ShuttleDfs,
         Engine::Std
     )]
     engine: Engine,
@@ -87,6 +91,7 @@ fn receive_on_open_empty_channel_blocks(
         Engine::ShuttlePct,
         Engine::ShuttleRandom,
         Engine::ShuttleUrw,
+        Engine::ShuttleDfs,
         Engine::Std
     )]
     engine: Engine,
@@ -104,6 +109,7 @@ fn send_on_buffered_channel_with_room_proceeds(
         Engine::ShuttlePct,
         Engine::ShuttleRandom,
         Engine::ShuttleUrw,
+        Engine::ShuttleDfs,
         Engine::Std
     )]
     engine: Engine,
@@ -125,6 +131,7 @@ fn send_on_full_channel_blocks(
         Engine::ShuttlePct,
         Engine::ShuttleRandom,
         Engine::ShuttleUrw,
+        Engine::ShuttleDfs,
         Engine::Std
     )]
     engine: Engine,
@@ -143,6 +150,7 @@ fn a_full_channel_takes_the_parked_senders_value_after_a_receive(
         Engine::ShuttlePct,
         Engine::ShuttleRandom,
         Engine::ShuttleUrw,
+        Engine::ShuttleDfs,
         Engine::Std
     )]
     engine: Engine,
@@ -164,6 +172,7 @@ fn send_on_closed_channel_panics(
         Engine::ShuttlePct,
         Engine::ShuttleRandom,
         Engine::ShuttleUrw,
+        Engine::ShuttleDfs,
         Engine::Std
     )]
     engine: Engine,
@@ -182,6 +191,7 @@ fn receive_on_closed_channel_drains_then_gives_none(
         Engine::ShuttlePct,
         Engine::ShuttleRandom,
         Engine::ShuttleUrw,
+        Engine::ShuttleDfs,
         Engine::Std
     )]
     engine: Engine,
@@ -203,6 +213,7 @@ fn close_of_closed_channel_panics(
         Engine::ShuttlePct,
         Engine::ShuttleRandom,
         Engine::ShuttleUrw,
+        Engine::ShuttleDfs,
         Engine::Std
     )]
     engine: Engine,
@@ -221,6 +232,7 @@ fn close_wakes_every_parked_receiver(
         Engine::ShuttlePct,
         Engine::ShuttleRandom,
         Engine::ShuttleUrw,
+        Engine::ShuttleDfs,
         Engine::Std
     )]
     engine: Engine,
@@ -245,6 +257,7 @@ fn close_makes_a_parked_sender_panic(
         Engine::ShuttlePct,
         Engine::ShuttleRandom,
         Engine::ShuttleUrw,
+        Engine::ShuttleDfs,
         Engine::Std
     )]
     engine: Engine,

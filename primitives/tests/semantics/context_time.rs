@@ -17,6 +17,7 @@ fn cancel_closes_done_of_every_descendant(
         Engine::ShuttlePct,
         Engine::ShuttleRandom,
         Engine::ShuttleUrw,
+        Engine::ShuttleDfs,
         Engine::Std
     )]
     engine: Engine,
@@ -44,6 +45,7 @@ fn a_context_derived_from_a_cancelled_one_starts_cancelled(
         Engine::ShuttlePct,
         Engine::ShuttleRandom,
         Engine::ShuttleUrw,
+        Engine::ShuttleDfs,
         Engine::Std
     )]
     engine: Engine,
@@ -64,6 +66,7 @@ fn background_is_never_done(
         Engine::ShuttlePct,
         Engine::ShuttleRandom,
         Engine::ShuttleUrw,
+        Engine::ShuttleDfs,
         Engine::Std
     )]
     engine: Engine,
@@ -81,6 +84,7 @@ fn a_timeout_fires_in_virtual_time(
         Engine::ShuttlePct,
         Engine::ShuttleRandom,
         Engine::ShuttleUrw,
+        Engine::ShuttleDfs,
         Engine::Std
     )]
     engine: Engine,
@@ -102,6 +106,7 @@ fn sleep_moves_virtual_time_only(
         Engine::ShuttlePct,
         Engine::ShuttleRandom,
         Engine::ShuttleUrw,
+        Engine::ShuttleDfs,
         Engine::Std
     )]
     engine: Engine,
@@ -120,6 +125,7 @@ fn a_timer_fires_at_its_deadline(
         Engine::ShuttlePct,
         Engine::ShuttleRandom,
         Engine::ShuttleUrw,
+        Engine::ShuttleDfs,
         Engine::Std
     )]
     engine: Engine,
@@ -156,6 +162,7 @@ fn a_stopped_timer_never_fires(
         Engine::ShuttlePct,
         Engine::ShuttleRandom,
         Engine::ShuttleUrw,
+        Engine::ShuttleDfs,
         Engine::Std
     )]
     engine: Engine,
@@ -180,6 +187,7 @@ fn a_ticker_ticks_until_stopped(
         Engine::ShuttlePct,
         Engine::ShuttleRandom,
         Engine::ShuttleUrw,
+        Engine::ShuttleDfs,
         Engine::Std
     )]
     engine: Engine,
@@ -200,6 +208,7 @@ fn an_unread_ticker_does_not_keep_a_finished_kernel_alive(
         Engine::ShuttlePct,
         Engine::ShuttleRandom,
         Engine::ShuttleUrw,
+        Engine::ShuttleDfs,
         Engine::Std
     )]
     engine: Engine,
@@ -215,7 +224,8 @@ fn a_timeout_can_beat_a_completion(
         Engine::Loom,
         Engine::ShuttlePct,
         Engine::ShuttleRandom,
-        Engine::ShuttleUrw
+        Engine::ShuttleUrw,
+        Engine::ShuttleDfs
     )]
     engine: Engine,
 ) {
@@ -258,6 +268,7 @@ fn after_func_runs_its_function_in_a_goroutine_of_its_own(
         Engine::ShuttlePct,
         Engine::ShuttleRandom,
         Engine::ShuttleUrw,
+        Engine::ShuttleDfs,
         Engine::Std
     )]
     engine: Engine,
@@ -278,6 +289,7 @@ fn a_stopped_after_func_never_runs(
         Engine::ShuttlePct,
         Engine::ShuttleRandom,
         Engine::ShuttleUrw,
+        Engine::ShuttleDfs,
         Engine::Std
     )]
     engine: Engine,

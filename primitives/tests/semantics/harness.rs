@@ -12,7 +12,7 @@ pub fn settings(engine: Engine) -> Settings {
     s.budget = match engine {
         Engine::Loom => 50_000,
         Engine::Std => 100,
-        Engine::ShuttlePct | Engine::ShuttleRandom | Engine::ShuttleUrw => 500,
+        Engine::ShuttlePct | Engine::ShuttleRandom | Engine::ShuttleUrw | Engine::ShuttleDfs => 500,
     };
     s
 }

@@ -303,6 +303,7 @@ fn an_atomic_store_happens_before_the_load_that_sees_it(
         Engine::ShuttlePct,
         Engine::ShuttleRandom,
         Engine::ShuttleUrw,
+        Engine::ShuttleDfs,
         Engine::Std
     )]
     engine: Engine,
@@ -326,7 +327,8 @@ fn a_write_after_the_atomic_store_races(
         Engine::Loom,
         Engine::ShuttlePct,
         Engine::ShuttleRandom,
-        Engine::ShuttleUrw
+        Engine::ShuttleUrw,
+        Engine::ShuttleDfs
     )]
     engine: Engine,
 ) {
@@ -369,7 +371,8 @@ fn without_the_race_detector_overlapping_map_writes_are_fatal(
         Engine::Loom,
         Engine::ShuttlePct,
         Engine::ShuttleRandom,
-        Engine::ShuttleUrw
+        Engine::ShuttleUrw,
+        Engine::ShuttleDfs
     )]
     engine: Engine,
 ) {

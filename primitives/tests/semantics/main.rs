@@ -4,6 +4,7 @@
 
 mod chan;
 mod context_time;
+mod dfs;
 mod harness;
 mod hb;
 mod misuse;

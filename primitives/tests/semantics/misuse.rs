@@ -27,6 +27,7 @@ fn a_primitive_of_another_execution_is_refused(
         Engine::ShuttlePct,
         Engine::ShuttleRandom,
         Engine::ShuttleUrw,
+        Engine::ShuttleDfs,
         Engine::Std
     )]
     engine: Engine,

@@ -18,6 +18,7 @@ fn default_is_taken_only_when_no_case_is_ready(
         Engine::ShuttlePct,
         Engine::ShuttleRandom,
         Engine::ShuttleUrw,
+        Engine::ShuttleDfs,
         Engine::Std
     )]
     engine: Engine,
@@ -70,6 +71,7 @@ fn two_ready_cases_are_each_taken_in_some_schedule(
         Engine::ShuttlePct,
         Engine::ShuttleRandom,
         Engine::ShuttleUrw,
+        Engine::ShuttleDfs,
         Engine::Std
     )]
     engine: Engine,
@@ -105,6 +107,7 @@ fn a_parked_select_is_completed_by_whichever_channel_is_used(
         Engine::ShuttlePct,
         Engine::ShuttleRandom,
         Engine::ShuttleUrw,
+        Engine::ShuttleDfs,
         Engine::Std
     )]
     engine: Engine,
@@ -170,6 +173,7 @@ fn a_partner_completes_either_of_a_parked_selects_cases_on_one_channel(
         Engine::ShuttlePct,
         Engine::ShuttleRandom,
         Engine::ShuttleUrw,
+        Engine::ShuttleDfs,
         Engine::Std
     )]
     engine: Engine,
@@ -218,6 +222,7 @@ fn a_parked_send_case_hands_its_value_to_a_receiver(
         Engine::ShuttlePct,
         Engine::ShuttleRandom,
         Engine::ShuttleUrw,
+        Engine::ShuttleDfs,
         Engine::Std
     )]
     engine: Engine,
@@ -243,6 +248,7 @@ fn a_receive_case_on_a_closed_channel_is_ready(
         Engine::ShuttlePct,
         Engine::ShuttleRandom,
         Engine::ShuttleUrw,
+        Engine::ShuttleDfs,
         Engine::Std
     )]
     engine: Engine,
@@ -264,6 +270,7 @@ fn a_send_case_on_a_closed_channel_panics_when_chosen(
         Engine::ShuttlePct,
         Engine::ShuttleRandom,
         Engine::ShuttleUrw,
+        Engine::ShuttleDfs,
         Engine::Std
     )]
     engine: Engine,
@@ -284,6 +291,7 @@ fn nil_channel_cases_never_proceed(
         Engine::ShuttlePct,
         Engine::ShuttleRandom,
         Engine::ShuttleUrw,
+        Engine::ShuttleDfs,
         Engine::Std
     )]
     engine: Engine,
@@ -305,6 +313,7 @@ fn an_empty_select_blocks_forever(
         Engine::ShuttlePct,
         Engine::ShuttleRandom,
         Engine::ShuttleUrw,
+        Engine::ShuttleDfs,
         Engine::Std
     )]
     engine: Engine,

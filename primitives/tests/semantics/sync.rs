@@ -14,6 +14,7 @@ fn a_mutex_is_not_reentrant(
         Engine::ShuttlePct,
         Engine::ShuttleRandom,
         Engine::ShuttleUrw,
+        Engine::ShuttleDfs,
         Engine::Std
     )]
     engine: Engine,
@@ -33,6 +34,7 @@ fn any_goroutine_may_unlock_a_mutex(
         Engine::ShuttlePct,
         Engine::ShuttleRandom,
         Engine::ShuttleUrw,
+        Engine::ShuttleDfs,
         Engine::Std
     )]
     engine: Engine,
@@ -54,6 +56,7 @@ fn unlock_of_unlocked_mutex_is_fatal(
         Engine::ShuttlePct,
         Engine::ShuttleRandom,
         Engine::ShuttleUrw,
+        Engine::ShuttleDfs,
         Engine::Std
     )]
     engine: Engine,
@@ -73,6 +76,7 @@ fn try_lock_does_not_block(
         Engine::ShuttlePct,
         Engine::ShuttleRandom,
         Engine::ShuttleUrw,
+        Engine::ShuttleDfs,
         Engine::Std
     )]
     engine: Engine,
@@ -92,6 +96,7 @@ fn mutex_excludes_and_counts_every_increment(
         Engine::ShuttlePct,
         Engine::ShuttleRandom,
         Engine::ShuttleUrw,
+        Engine::ShuttleDfs,
         Engine::Std
     )]
     engine: Engine,
@@ -120,6 +125,7 @@ fn readers_share_the_lock_while_no_writer_waits(
         Engine::ShuttlePct,
         Engine::ShuttleRandom,
         Engine::ShuttleUrw,
+        Engine::ShuttleDfs,
         Engine::Std
     )]
     engine: Engine,
@@ -150,7 +156,8 @@ fn recursive_read_lock_deadlocks_while_a_writer_waits(
         Engine::Loom,
         Engine::ShuttlePct,
         Engine::ShuttleRandom,
-        Engine::ShuttleUrw
+        Engine::ShuttleUrw,
+        Engine::ShuttleDfs
     )]
     engine: Engine,
 ) {
@@ -180,6 +187,7 @@ fn a_writer_excludes_readers(
         Engine::ShuttlePct,
         Engine::ShuttleRandom,
         Engine::ShuttleUrw,
+        Engine::ShuttleDfs,
         Engine::Std
     )]
     engine: Engine,
@@ -212,6 +220,7 @@ fn rwmutex_misuse_is_fatal(
         Engine::ShuttlePct,
         Engine::ShuttleRandom,
         Engine::ShuttleUrw,
+        Engine::ShuttleDfs,
         Engine::Std
     )]
     engine: Engine,
@@ -237,6 +246,7 @@ fn waitgroup_counter_may_not_go_negative(
         Engine::ShuttlePct,
         Engine::ShuttleRandom,
         Engine::ShuttleUrw,
+        Engine::ShuttleDfs,
         Engine::Std
     )]
     engine: Engine,
@@ -255,7 +265,8 @@ fn waitgroup_reused_before_wait_returned_panics(
         Engine::Loom,
         Engine::ShuttlePct,
         Engine::ShuttleRandom,
-        Engine::ShuttleUrw
+        Engine::ShuttleUrw,
+        Engine::ShuttleDfs
     )]
     engine: Engine,
 ) {
@@ -282,6 +293,7 @@ fn waitgroup_wait_returns_after_every_done(
         Engine::ShuttlePct,
         Engine::ShuttleRandom,
         Engine::ShuttleUrw,
+        Engine::ShuttleDfs,
         Engine::Std
     )]
     engine: Engine,
@@ -336,6 +348,7 @@ fn cond_signal_wakes_one_waiter(
         Engine::ShuttlePct,
         Engine::ShuttleRandom,
         Engine::ShuttleUrw,
+        Engine::ShuttleDfs,
         Engine::Std
     )]
     engine: Engine,
@@ -353,6 +366,7 @@ fn cond_broadcast_wakes_every_waiter(
         Engine::ShuttlePct,
         Engine::ShuttleRandom,
         Engine::ShuttleUrw,
+        Engine::ShuttleDfs,
         Engine::Std
     )]
     engine: Engine,
@@ -367,6 +381,7 @@ fn recursive_once_do_deadlocks(
         Engine::ShuttlePct,
         Engine::ShuttleRandom,
         Engine::ShuttleUrw,
+        Engine::ShuttleDfs,
         Engine::Std
     )]
     engine: Engine,
@@ -386,6 +401,7 @@ fn once_runs_its_function_once_for_everyone(
         Engine::ShuttlePct,
         Engine::ShuttleRandom,
         Engine::ShuttleUrw,
+        Engine::ShuttleDfs,
         Engine::Std
     )]
     engine: Engine,
@@ -413,6 +429,7 @@ fn atomic_adds_are_never_lost(
         Engine::ShuttlePct,
         Engine::ShuttleRandom,
         Engine::ShuttleUrw,
+        Engine::ShuttleDfs,
         Engine::Std
     )]
     engine: Engine,
@@ -443,6 +460,7 @@ fn a_relocking_loop_does_not_starve_a_waiter(
         Engine::ShuttlePct,
         Engine::ShuttleRandom,
         Engine::ShuttleUrw,
+        Engine::ShuttleDfs,
         Engine::Std
     )]
     engine: Engine,
@@ -471,6 +489,7 @@ fn a_cond_over_the_read_side_of_an_rwmutex_wakes_its_reader(
         Engine::ShuttlePct,
         Engine::ShuttleRandom,
         Engine::ShuttleUrw,
+        Engine::ShuttleDfs,
         Engine::Std
     )]
     engine: Engine,
@@ -503,6 +522,7 @@ fn a_cond_waiter_returns_holding_the_read_lock(
         Engine::ShuttlePct,
         Engine::ShuttleRandom,
         Engine::ShuttleUrw,
+        Engine::ShuttleDfs,
         Engine::Std
     )]
     engine: Engine,
@@ -537,6 +557,7 @@ fn a_signal_between_the_unlock_and_the_wait_is_not_lost(
         Engine::ShuttlePct,
         Engine::ShuttleRandom,
         Engine::ShuttleUrw,
+        Engine::ShuttleDfs,
         Engine::Std
     )]
     engine: Engine,
@@ -568,6 +589,7 @@ fn rwmutex_try_locks_fail_while_the_other_side_holds_it(
         Engine::ShuttlePct,
         Engine::ShuttleRandom,
         Engine::ShuttleUrw,
+        Engine::ShuttleDfs,
         Engine::Std
     )]
     engine: Engine,
@@ -593,6 +615,7 @@ fn once_func_and_once_value_run_their_function_once(
         Engine::ShuttlePct,
         Engine::ShuttleRandom,
         Engine::ShuttleUrw,
+        Engine::ShuttleDfs,
         Engine::Std
     )]
     engine: Engine,
@@ -625,6 +648,7 @@ fn waitgroup_go_counts_the_goroutine_it_starts(
         Engine::ShuttlePct,
         Engine::ShuttleRandom,
         Engine::ShuttleUrw,
+        Engine::ShuttleDfs,
         Engine::Std
     )]
     engine: Engine,

@@ -14,6 +14,7 @@ fn a_global_deadlock(
         Engine::ShuttlePct,
         Engine::ShuttleRandom,
         Engine::ShuttleUrw,
+        Engine::ShuttleDfs,
         Engine::Std
     )]
     engine: Engine,
@@ -52,6 +53,7 @@ fn a_leak_after_main_returns(
         Engine::ShuttlePct,
         Engine::ShuttleRandom,
         Engine::ShuttleUrw,
+        Engine::ShuttleDfs,
         Engine::Std
     )]
     engine: Engine,
@@ -84,6 +86,7 @@ fn a_panic_names_its_goroutine(
         Engine::ShuttlePct,
         Engine::ShuttleRandom,
         Engine::ShuttleUrw,
+        Engine::ShuttleDfs,
         Engine::Std
     )]
     engine: Engine,
@@ -107,6 +110,7 @@ fn a_failed_assertion(
         Engine::ShuttlePct,
         Engine::ShuttleRandom,
         Engine::ShuttleUrw,
+        Engine::ShuttleDfs,
         Engine::Std
     )]
     engine: Engine,
@@ -125,6 +129,7 @@ fn a_livelock(
         Engine::ShuttlePct,
         Engine::ShuttleRandom,
         Engine::ShuttleUrw,
+        Engine::ShuttleDfs,
         Engine::Std
     )]
     engine: Engine,
@@ -154,6 +159,7 @@ fn a_busy_goroutine_after_main_returns_is_a_leak(
         Engine::ShuttlePct,
         Engine::ShuttleRandom,
         Engine::ShuttleUrw,
+        Engine::ShuttleDfs,
         Engine::Std
     )]
     engine: Engine,
@@ -184,6 +190,7 @@ fn a_polling_loop_does_not_starve_the_goroutine_it_waits_for(
         Engine::ShuttlePct,
         Engine::ShuttleRandom,
         Engine::ShuttleUrw,
+        Engine::ShuttleDfs,
         Engine::Std
     )]
     engine: Engine,
@@ -244,6 +251,7 @@ fn a_long_correct_run_is_clean(
         Engine::ShuttlePct,
         Engine::ShuttleRandom,
         Engine::ShuttleUrw,
+        Engine::ShuttleDfs,
         Engine::Std
     )]
     engine: Engine,
@@ -287,6 +295,7 @@ fn ticking_without_change_is_a_livelock(
         Engine::ShuttlePct,
         Engine::ShuttleRandom,
         Engine::ShuttleUrw,
+        Engine::ShuttleDfs,
         Engine::Std
     )]
     engine: Engine,
@@ -318,6 +327,7 @@ fn a_few_ticks_of_waiting_are_not_a_livelock(
         Engine::ShuttlePct,
         Engine::ShuttleRandom,
         Engine::ShuttleUrw,
+        Engine::ShuttleDfs,
         Engine::Std
     )]
     engine: Engine,
@@ -354,6 +364,7 @@ fn progress_forever_reaches_the_bound(
         Engine::ShuttlePct,
         Engine::ShuttleRandom,
         Engine::ShuttleUrw,
+        Engine::ShuttleDfs,
         Engine::Std
     )]
     engine: Engine,
