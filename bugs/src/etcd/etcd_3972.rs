@@ -20,6 +20,7 @@ inventory::submit! {
         asplos: Some("non-blocking-bugs/etcd/d7a027e476130efded2005f0b381cd5b283d2978.txt"),
         source: Source::Diff("d7a027e4"),
         fix: Fix::Upstream("d7a027e4"),
+        review: "faithful: Checked against d7a027e4 (PR #3972, kubernetes#18437's race report) and store/{store,watcher_hub,event_history,event}.go, etcdserver/etcdhttp/client.go at 5a4a5998: watcherHub.watch stamps EtcdIndex on the history's shared event while a mutation's handler reads it; one-hunk fix mapped; every simplification admitted.",
         file: file!(),
         ..Bug::DEFAULT
     }

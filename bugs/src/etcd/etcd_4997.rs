@@ -24,6 +24,7 @@ inventory::submit! {
         budget: Budget { preemption_bound: Some(1), ..Budget::DEFAULT },
         source: Source::Diff("4d2d2cab"),
         fix: Fix::Upstream("4d2d2cab"),
+        review: "faithful: Checked against 4d2d2cab (PR #4997 and its race report) and etcdserver/{consistent_index,server,apply,v3demo_server}.go, storage/kvstore.go, integration/v3_stm_test.go at 004ff3d4: the apply loop's unlocked consistIndex write against saveIndex's read in a serializable Range; one-hunk fix mapped; every simplification admitted.",
         file: file!(),
         ..Bug::DEFAULT
     }

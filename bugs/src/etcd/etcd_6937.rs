@@ -23,6 +23,7 @@ inventory::submit! {
         budget: Budget { timers: Some(TimerMode::Lazy), ..Budget::DEFAULT },
         source: Source::Diff("91ff6f30"),
         fix: Fix::Upstream("91ff6f30"),
+        review: "faithful: Checked against 91ff6f30 (PR #6948, issue #6937) and a686c994, proxy/grpcproxy/{watch_broadcast,watch_broadcasts,watch_ranges,watch,watcher}.go and integration/v3_watch_test.go at 2509e7ad: bcast's and delete's size()/empty() RLock a RWMutex they hold for writing; both hunks mapped; the test's 30 s context and live cluster are admitted as the reason Go itself would not report the deadlock.",
         file: file!(),
         ..Bug::DEFAULT
     }

@@ -20,6 +20,7 @@ inventory::submit! {
         asplos: Some("non-blocking-bugs/etcd/3edd36315d1f57c76deed13b5aacfa6403ff4dc0.txt"),
         source: Source::Test("etcd-io/etcd auth/store_test.go @ 3edd3631"),
         fix: Fix::Upstream("3edd3631"),
+        review: "faithful: Checked against 3edd3631 (PR #7664, issue #7660) and auth/store.go, auth/simple_token.go at d9069120 plus the fix's TestAuthInfoFromCtxRace: commitRevision's unlocked-for-readers bump of authStore.revision against authInfoFromToken's plain read; every fix hunk mapped or justly not modelled.",
         file: file!(),
         ..Bug::DEFAULT
     }

@@ -19,6 +19,7 @@ inventory::submit! {
         asplos: Some("blocking-bugs/kubernetes/9a2089adc8b60e9a33ca59cdc931e21d956f1ff8.txt"),
         source: Source::Diff("9a2089ad"),
         fix: Fix::Upstream("9a2089ad"),
+        review: "faithful: Checked against 9a2089ad's diff (ASPLOS copy) and PR #16216's description: the lock-held send versus the sync goroutine's synchronous DeletePodStatus, the non-blocking-send fix and the shape all match; only a quote's attribution (commit message vs PR description) to tighten.",
         file: file!(),
         ..Bug::DEFAULT
     }

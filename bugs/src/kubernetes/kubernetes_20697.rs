@@ -21,6 +21,7 @@ inventory::submit! {
         asplos: Some("blocking-bugs/kubernetes/d3639aff7397dd0f0d3553b82043401ff834a356.txt"),
         source: Source::Diff("d3639aff"),
         fix: Fix::Upstream("d3639aff"),
+        review: "faithful: Checked against the ASPLOS diff of d3639aff (PR #20697) and PR #20695's thread: WaitUntilFreshAndList's time-limit return skips the RUnlock deferred after the loop, so the watch cache's next write blocks for good; the one hunk mapped; later-version context and lazy timers admitted.",
         file: file!(),
         // The list's 60 s limit and the etcd events 25 s apart are real durations: time passes
         // only when every goroutine waits (see the walkthrough).

@@ -21,6 +21,7 @@ inventory::submit! {
         asplos: Some("non-blocking-bugs/kubernetes/3c345abafd024853d8ff0fb332db6076cfc610c5.txt"),
         source: Source::Diff("3c345aba"),
         fix: Fix::Upstream("3c345aba"),
+        review: "faithful: Checked against 3c345aba (ASPLOS diff), issue #26377's race report and attacher_detacher.go (305b50a5 via the index): right race pair, shape and fix, deviations admitted; only the fake plugin's write-lock claim wants a source.",
         file: file!(),
         loom: Loom::DoesNotApply(
             "main, the reconciler, an attach and a detach operation and the timer goroutine \

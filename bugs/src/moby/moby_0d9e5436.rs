@@ -20,6 +20,7 @@ inventory::submit! {
         asplos: Some("blocking-bugs/docker/0d9e54367f7bf7da9670de723d533eaa920868c8.txt"),
         source: Source::Diff("0d9e5436"),
         fix: Fix::Upstream("0d9e5436"),
+        review: "faithful: Checked against moby 0d9e5436 and container.go/state.go/commands.go/container_test.go at its parent plus the ASPLOS diff: the kernel keeps Stop/Kill/kill/WaitTimeout/monitor in upstream order, the fix switch is the single hunk, every reduction is admitted; faithful.",
         file: file!(),
         ..Bug::DEFAULT
     }

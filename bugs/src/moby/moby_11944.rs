@@ -18,6 +18,7 @@ inventory::submit! {
         asplos: Some("non-blocking-bugs/docker/8f6a14452dfd88aedc8ac9577a98c38a555baadc.txt"),
         source: Source::Diff("8f6a1445"),
         fix: Fix::Upstream("8f6a1445"),
+        review: "faithful: Checked against moby 8f6a1445 (+ c7174757, PR #11944/#11967) and server.go/server_linux.go/buffer.go/daemon.go at its parent: same write/read pair on `activationLock`, both fix hunks switched by the variant, reductions admitted; faithful.",
         file: file!(),
         ..Bug::DEFAULT
     }

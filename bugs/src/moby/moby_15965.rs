@@ -20,6 +20,7 @@ inventory::submit! {
         asplos: Some("blocking-bugs/docker/3037e4f7c4eec06cf3a5afca6f58ec58b4bdd63e.txt"),
         source: Source::Diff("3037e4f7"),
         fix: Fix::Upstream("3037e4f7"),
+        review: "faithful: Checked against moby 3037e4f7 (PR #15965) and graph/pull_v2.go and the Dockerfile (Go 1.4.2) at its parent: same copier leak on the success path, pipe follows Go 1.4's io.Pipe, the one-hunk fix is the variant switch, reductions admitted; faithful.",
         file: file!(),
         ..Bug::DEFAULT
     }

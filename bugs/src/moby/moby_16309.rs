@@ -19,6 +19,7 @@ inventory::submit! {
         asplos: Some("non-blocking-bugs/docker/2d21996eec8d3e6100f19fa0d0fa7adad25285ca.txt"),
         source: Source::Diff("2d21996e"),
         fix: Fix::Upstream("2d21996e"),
+        review: "faithful: Checked against moby 2d21996e (PR #16309) and daemon/volumes.go, volumes_unix.go, list.go, create.go, daemon.go, api/server/volume.go at its parent: the same unlocked map/counter reads against locked writes, both fix hunks are the variant switch, reductions admitted; faithful.",
         file: file!(),
         ..Bug::DEFAULT
     }

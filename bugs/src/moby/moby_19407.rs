@@ -21,6 +21,7 @@ inventory::submit! {
         asplos: Some("non-blocking-bugs/docker/e5e62b96ce0d4eb3934a386b07203830f55e07ce.txt"),
         source: Source::Diff("e5e62b96"),
         fix: Fix::Upstream("e5e62b96"),
+        review: "faithful: Checked against moby e5e62b96 (PR #19447, merge bdcc3ebe) and daemon/exec/exec.go, daemon/exec.go, daemon/daemon.go and the exec router at its parent: the same unlocked range over the store's own map against a locked Add, the one-hunk fix is the variant switch, reductions admitted; faithful.",
         file: file!(),
         ..Bug::DEFAULT
     }

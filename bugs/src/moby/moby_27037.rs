@@ -18,6 +18,7 @@ inventory::submit! {
         asplos: Some("non-blocking-bugs/docker/825e3a66a419038600024be7dfc5ca24426444f0.txt"),
         source: Source::Goker,
         fix: Fix::Upstream("825e3a66"),
+        review: "faithful: Checked against GoKer nonblocking/moby/27037, upstream test at ad398f13 and fix 825e3a66 (merge ba9fb732 = #27037): same loop-variable race, fix at the `go` statement, deviations (stand-in stats answer, integer version compare, no startAt) all admitted.",
         file: file!(),
         loom: Loom::DoesNotApply("five goroutines besides main (API versions 1.17 to 1.21): loom holds four"),
         ..Bug::DEFAULT

@@ -23,6 +23,7 @@ inventory::submit! {
         budget: Budget { loom: 3_000, ..Budget::DEFAULT },
         source: Source::Goker,
         fix: Fix::Upstream("89b12347"),
+        review: "faithful: Checked against GoKer blocking/moby/28462, upstream at b184bdab (monitor.go, health.go, container/health.go) and fix 89b12347 (#28462, merge c2fbf087): same lock/channel cycle between the health monitor and StateChanged, upstream's two-part fix switched, all shrinks admitted.",
         file: file!(),
         ..Bug::DEFAULT
     }

@@ -21,6 +21,7 @@ inventory::submit! {
         asplos: Some("blocking-bugs/docker/2938dce794be7559ba73b4e9630015020a7fa937.txt"),
         source: Source::Goker,
         fix: Fix::Upstream("2938dce7"),
+        review: "faithful: Checked against GoKer blocking/moby/29733, upstream pkg/plugins at d477a24e and fix 2938dce7 (#29733, merge 48ed4f06): same Cond predicate reset by Handle, upstream's regression test as the kernel's test, upstream's fix switched at the waitActive predicate and Handle's loop; all departures admitted.",
         file: file!(),
         ..Bug::DEFAULT
     }

@@ -20,6 +20,7 @@ inventory::submit! {
         asplos: Some("blocking-bugs/docker/f2d384fca6fa08da13fdc01c7991e8e35b081198.txt"),
         source: Source::Goker,
         fix: Fix::Upstream("f2d384fc"),
+        review: "faithful: Checked against GoKer blocking/moby/30408, upstream pkg/plugins at 34d06190 and fix f2d384fc (#30408, merge 113e9f07): same waitActive predicate missing the activation error, upstream's test and one-line fix; deviations admitted.",
         file: file!(),
         ..Bug::DEFAULT
     }

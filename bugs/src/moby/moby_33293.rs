@@ -20,6 +20,7 @@ inventory::submit! {
         ),
         source: Source::Goker,
         fix: Fix::Upstream("4d2d2ea3"),
+        review: "faithful: Checked against GoKer blocking/moby/33293, upstream client/container_wait.go at ab83b924 (= 49211715) and fix 4d2d2ea3 (#33293, merge d98d4fae): same self-blocking send on an unbuffered errC, upstream's one-line buffer fix; shrinks admitted.",
         file: file!(),
         ..Bug::DEFAULT
     }

@@ -23,6 +23,7 @@ inventory::submit! {
         ),
         source: Source::Goker,
         fix: Fix::Upstream("67297ba0"),
+        review: "faithful: Checked against GoKer blocking/moby/33781, upstream daemon/health.go at 33fd3817 (and 795a2fdb) and fix 67297ba0 (#33781, merge da28210a): same abandoned probe send on an unbuffered results channel, both fix hunks switched, deviations admitted.",
         file: file!(),
         ..Bug::DEFAULT
     }
