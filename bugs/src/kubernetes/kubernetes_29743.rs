@@ -24,6 +24,7 @@ inventory::submit! {
         asplos: Some("non-blocking-bugs/kubernetes/842f15c3c62a510f3b1718bf1f086b8951533999.txt"),
         source: Source::Diff("842f15c3"),
         fix: Fix::Upstream("842f15c3"),
+        review: "faithful after mends: Checked against the ASPLOS diff of 842f15c3, PR #29743's thread (and timothysc's note on PR #26301), client-go a6d206121 and apimachinery a1e35b73: the sliding JitterUntil's final select can take the fired timer over the closed stop channel and run f again; every behavioural hunk mapped; one wrong \"first commit\".",
         file: file!(),
         ..Bug::DEFAULT
     }

@@ -22,6 +22,7 @@ inventory::submit! {
         asplos: None,
         source: Source::Goker,
         fix: Fix::Upstream("#82550"),
+        review: "faithful after mends: Checked against GoKer `nonblocking/kubernetes/82550`, GoReal's revert patch and race reports (fix tree 25074a19) and the PR description: right race, upstream's lock at the right place, honest detection; only the trace needs re-blessing.",
         file: file!(),
         ..Bug::DEFAULT
     }

@@ -23,6 +23,7 @@ inventory::submit! {
         asplos: None,
         source: Source::Goker,
         fix: Fix::Upstream("#89164"),
+        review: "faithful after mends: Checked against GoKer `nonblocking/kubernetes/89164`, GoReal's revert patch and race reports (fix tree 2fa96eca) and the index's copy of the test: right race, upstream's one-line fix, honest detection; only the trace needs re-blessing.",
         file: file!(),
         ..Bug::DEFAULT
     }

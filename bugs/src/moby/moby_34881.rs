@@ -18,6 +18,7 @@ inventory::submit! {
         walkthrough: include_str!("moby_34881.md"),
         source: Source::Diff("83c0bedb"),
         fix: Fix::Upstream("83c0bedb"),
+        review: "faithful after mends: Checked against 12e947ef, 83c0bedb and the code at d706420b (swarm.go, cluster.go, noderunner.go, the routes): the missing unlock and its one-line fix are modelled exactly; only the walkthrough's trace is stale.",
         file: file!(),
         ..Bug::DEFAULT
     }

@@ -20,6 +20,7 @@ inventory::submit! {
         asplos: Some("blocking-bugs/docker/a44fcd3d27c06aaa60d8d1cbce169f0d982e74b1.txt"),
         source: Source::Goker,
         fix: Fix::Upstream("a44fcd3d"),
+        review: "faithful after mends: Checked against GoKer blocking/moby/36114, a44fcd3d and the code at 2b2265ac: GoKer's double-lock kernel with upstream's fix; only the trace is stale.",
         file: file!(),
         ..Bug::DEFAULT
     }

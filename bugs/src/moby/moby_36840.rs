@@ -20,6 +20,7 @@ inventory::submit! {
         walkthrough: include_str!("moby_36840.md"),
         source: Source::Diff("248aed57"),
         fix: Fix::Upstream("248aed57"),
+        review: "faithful after mends: Checked against 248aed57 (and libnetwork c15b372e/#2136), the vendored networkdb and memberlist at 6f4bf562, and issue #36814: the read-locked writer and its one-hunk fix are modelled exactly; only the trace is stale.",
         file: file!(),
         ..Bug::DEFAULT
     }

@@ -19,6 +19,7 @@ inventory::submit! {
         walkthrough: include_str!("moby_40772.md"),
         source: Source::Diff("5ad98164"),
         fix: Fix::Upstream("5ad98164"),
+        review: "faithful after mends: Checked against 5ad98164 and builder.go/backend.go at ff99a93b: the unlocked deferred delete and its two-line fix are modelled exactly; only the trace is stale.",
         file: file!(),
         ..Bug::DEFAULT
     }

@@ -17,6 +17,7 @@ inventory::submit! {
         asplos: Some("blocking-bugs/docker/d3a6ee1e55a53ee54b91ffb6c53ba674768cf9de.txt"),
         source: Source::Goker,
         fix: Fix::Upstream("d3a6ee1e"),
+        review: "faithful after mends: Checked against GoKer blocking/moby/4395, d3a6ee1e and utils.go/client.go at 5f5880ed: GoKer's kernel with upstream's one-line fix; only the trace is stale.",
         file: file!(),
         ..Bug::DEFAULT
     }

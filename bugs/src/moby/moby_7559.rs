@@ -18,6 +18,7 @@ inventory::submit! {
         asplos: Some("blocking-bugs/docker/6cbb8e070d6c3a66bf48fbe5cbf689557eee23db.txt"),
         source: Source::Diff("6cbb8e07"),
         fix: Fix::Upstream("6cbb8e07"),
+        review: "faithful after mends: Checked against 6cbb8e07, udp_proxy.go/mapper.go at 64579f51, GoKer blocking/moby/7559 and the ASPLOS copy: upstream's missing unlock and one-line fix, modelled on upstream's loop rather than GoKer's; only the trace is stale.",
         file: file!(),
         ..Bug::DEFAULT
     }
