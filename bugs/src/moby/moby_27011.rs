@@ -19,8 +19,8 @@ inventory::submit! {
         source: Source::Diff("37a3be24"),
         fix: Fix::Upstream("37a3be24"),
         file: file!(),
-        // The panic needs the waiter pre-empted twice; bound 2 reaches it and explores the
-        // fixed variant exhaustively, bound 3 does not finish within the budget.
+        // Bound 2 reaches the panic (schedule 4243) and explores the fixed variant
+        // exhaustively; bound 3 does not finish within the budget.
         budget: Budget { preemption_bound: Some(2), ..Budget::DEFAULT },
         ..Bug::DEFAULT
     }
