@@ -20,6 +20,7 @@ inventory::submit! {
         asplos: Some("non-blocking-bugs/etcd/0b77b42cad99623940c93c5d3b80503de665c198.txt"),
         source: Source::Diff("0b77b42c"),
         fix: Fix::Upstream("0b77b42c"),
+        review: "faithful after mends: Checked against 0b77b42c and etcd/{standby,etcd,etcd_test,peer}.go at 92778afd: the test's unsynchronised poll of standby.leader against syncCluster's write, with every fix hunk mapped; one wrong sentence about which merge brought the commit to the main line.",
         file: file!(),
         ..Bug::DEFAULT
     }

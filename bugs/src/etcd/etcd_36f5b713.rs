@@ -22,6 +22,7 @@ inventory::submit! {
         budget: Budget { timers: Some(TimerMode::Lazy), ..Budget::DEFAULT },
         source: Source::Diff("36f5b713"),
         fix: Fix::Upstream("36f5b713"),
+        review: "faithful after mends: Checked against 36f5b713 (PR #7314) and kv.go, cluster_proxy.go, client.go, watch_test.go, leader.go, watch.go, leak.go at 49a0a63f: the KV proxy's goroutine waits on a client context that TakeClient'd tests never cancel; one-hunk fix mapped; only a line range to correct.",
         file: file!(),
         ..Bug::DEFAULT
     }

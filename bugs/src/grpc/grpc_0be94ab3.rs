@@ -20,6 +20,7 @@ inventory::submit! {
         asplos: Some("non-blocking-bugs/grpc-go/0be94ab3f591b9b6ba5b3c5702c0701e92b4bc28.txt"),
         source: Source::Diff("0be94ab3"),
         fix: Fix::Upstream("0be94ab3"),
+        review: "faithful: Checked against 0be94ab3 (PR #564) and clientconn.go, call.go, picker.go, transport/http2_client.go at 74d80911: Conn.Wait reads cc.transport after unlocking cc.mu while the monitor's reconnect writes it under the lock; one-hunk fix mapped; the driver scenario is openly the port's own.",
         file: file!(),
         ..Bug::DEFAULT
     }

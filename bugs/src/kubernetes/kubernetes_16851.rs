@@ -19,6 +19,7 @@ inventory::submit! {
         asplos: Some("blocking-bugs/kubernetes/9b00b7ef354725ffa57b3087c8add1990183f205.txt"),
         source: Source::Diff("9b00b7ef"),
         fix: Fix::Upstream("9b00b7ef"),
+        review: "faithful after mends: Checked against 9b00b7ef (PR #16851, issue #16075), GoReal's reproduction of 16851 and apimachinery's FakeWatcher at a1e35b73: MockPodsListWatch.Add sends the watch event while holding the lock the reflector's List needs first; the Add hunk mapped, the rest justly not modelled; one wrong \"first commit\" aside.",
         file: file!(),
         ..Bug::DEFAULT
     }

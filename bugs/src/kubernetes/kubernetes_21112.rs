@@ -24,6 +24,7 @@ inventory::submit! {
             "main, contactOthers, one serveStatus goroutine per poll, the fixed variant's Logf \
              goroutine and the timer helper of the polls' sleeps: more than loom's five threads",
         ),
+        review: "faithful after mends: Checked against the ASPLOS diff of 214d0189, PR #21112, issue #20778 and index copies of test/images/network-tester/webserver.go (064976be and a pre-fix copy): serveStatus calls Logf, which relocks the mutex the handler holds; the fix hunk mapped; the walkthrough should not present #20778's hangs as this deadlock's when the PR only calls it \"potential\".",
         file: file!(),
         ..Bug::DEFAULT
     }

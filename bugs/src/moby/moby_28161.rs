@@ -19,6 +19,7 @@ inventory::submit! {
         walkthrough: include_str!("moby_28161.md"),
         source: Source::Diff("e136d3ef"),
         fix: Fix::Upstream("e136d3ef"),
+        review: "faithful after mends: Checked against Docker v1.12.3 (6b644ecc), v1.12.4, #28161's report, and fix e136d3ef (cherry-pick of 37a3be24, in #29095, merge 7b9deca3): the same AddProcess unlocked-window WaitGroup reuse as moby_27011, honestly declared as the corpus's attribution, fix switched at the hunk; the shuttle-urw figures are not yet in reports/ and one code comment misattributes the pre-emptions.",
         file: file!(),
         // Bound 2 reaches the panic (schedule 13126) and explores the fixed variant
         // exhaustively; bound 3 does not finish within the budget.
