@@ -98,6 +98,14 @@ impl<T: Send + 'static> Shared<T> {
         self
     }
 
+    /// The variable's identity, where Go would use its address (`&v`, a pointer used as a map
+    /// key): distinct for every object of the execution, and the same in every execution that
+    /// makes its objects in the same order, so that a map keyed by it iterates alike when a
+    /// schedule is replayed (a real address would not). Not a Go operation: no scheduling point.
+    pub fn identity(&self) -> u64 {
+        u64::from(self.inner.meta.id)
+    }
+
     /// Reads the variable through `f`.
     #[track_caller]
     pub fn read<R>(&self, f: impl FnOnce(&T) -> R) -> R {

@@ -502,9 +502,9 @@ struct AcBalancerWrapper {
 }
 
 impl AcBalancerWrapper {
-    /// The wrapper's identity, as Go's map keys `*acBalancerWrapper` (a pointer).
+    /// The wrapper's identity, as Go's map keys `*acBalancerWrapper` (a pointer; `identity` stands for it).
     fn key(&self) -> usize {
-        self as *const Self as usize
+        self.ac.identity() as usize
     }
 
     fn update_addresses(self: &Arc<Self>, addrs: Vec<Address>) {
@@ -573,9 +573,9 @@ struct AddrConn {
 }
 
 impl AddrConn {
-    /// The addrConn's identity, as Go's map keys `*addrConn` (a pointer).
+    /// The addrConn's identity, as Go's map keys `*addrConn` (a pointer; `identity` stands for it).
     fn key(&self) -> usize {
-        self as *const Self as usize
+        self.state.identity() as usize
     }
 
     /// `connect`: moves to Connecting and would start the connecting goroutine.

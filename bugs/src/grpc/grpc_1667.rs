@@ -447,9 +447,9 @@ struct AcBalancerWrapper {
 }
 
 impl AcBalancerWrapper {
-    /// The wrapper's identity, as Go's map keys `*acBalancerWrapper` (a pointer).
+    /// The wrapper's identity, as Go's map keys `*acBalancerWrapper` (a pointer; `identity` stands for it).
     fn key(&self) -> usize {
-        self as *const Self as usize
+        self.ac.identity() as usize
     }
 
     fn connect(&self) {
@@ -478,9 +478,9 @@ struct AddrConn {
 }
 
 impl AddrConn {
-    /// The addrConn's identity, as Go's map keys `*addrConn` (a pointer).
+    /// The addrConn's identity, as Go's map keys `*addrConn` (a pointer; `identity` stands for it).
     fn key(&self) -> usize {
-        self as *const Self as usize
+        self.state.identity() as usize
     }
 
     /// `connect`: moves to Connecting and would start the connecting goroutine.
