@@ -21,6 +21,7 @@ inventory::submit! {
         asplos: Some("non-blocking-bugs/grpc-go/a62701e4aa1d276bec70311251d62a478404d63f.txt"),
         source: Source::Diff("a62701e4"),
         fix: Fix::Upstream("a62701e4"),
+        review: "faithful: Checked against a62701e4 (#1688) and its parent 1e1a47f0 (`balancer_conn_wrappers.go`, `balancer_v1_wrapper.go`, `balancer.go`, `clientconn.go`, `resolver_conn_wrapper.go`, `passthrough.go`): same insert-vs-walk race on `ccb.subConns`, all cuts admitted, fix hunks mapped one to one.",
         file: file!(),
         // loom finds the race at execution 467 with bound 2, at 23,182 with bound 3 (past its
         // budget); PCT finds it at schedule 1,107 at seed 1.

@@ -22,6 +22,7 @@ inventory::submit! {
         asplos: Some("non-blocking-bugs/kubernetes/62055090b491e971bf24b69ef54a83ca0f93b8fd.txt"),
         source: Source::Diff("62055090"),
         fix: Fix::Upstream("62055090"),
+        review: "faithful: Checked against 62055090 (ASPLOS diff of `replication_controller_test.go` and `fake_etcd_client.go`), PR #309 (\"Fix #305\") and a mid-2014 copy of `replication_controller.go` in the index: same sleep-instead-of-sync races on the fake client's fields and the call counter, fix reproduced hunk by hunk.",
         file: file!(),
         loom: Loom::DoesNotApply(
             "the test runs watchControllers twice, each with its watch goroutine: four \

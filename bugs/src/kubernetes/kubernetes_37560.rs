@@ -20,6 +20,7 @@ inventory::submit! {
         asplos: None,
         source: Source::Diff("#37569"),
         fix: Fix::Upstream("#37569"),
+        review: "faithful: Checked against issue #37560 (crash stack), PR #37569 (description, review-thread hunk in `merge`) and before/after copies of `pkg/kubelet/config/apiserver.go` in the index: same read-in-push-function vs write-in-merge race on shared pod annotations, fix moved as upstream did; the unread buggy `apiserver.go` body is honestly reconstructed and admitted.",
         file: file!(),
         ..Bug::DEFAULT
     }

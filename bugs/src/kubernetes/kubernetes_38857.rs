@@ -20,6 +20,7 @@ inventory::submit! {
         asplos: Some("non-blocking-bugs/kubernetes/0bbb49d2d52675dec586e17763f959634736ac8c.txt"),
         source: Source::Diff("0bbb49d2"),
         fix: Fix::Upstream("#39479"),
+        review: "faithful: Checked against issue #38857 (buggy `podKiller` at 1d3c7ca7, read in the index), PR #39479's review-thread hunk and merge 0bbb49d2 (ASPLOS, message only): buggy code reproduced verbatim, fix matches, the stop path the kernel takes is admitted as the only one the code offers.",
         file: file!(),
         ..Bug::DEFAULT
     }

@@ -22,6 +22,7 @@ inventory::submit! {
         asplos: Some("non-blocking-bugs/kubernetes/79d3d795b512de861c01847fe75c4fc43d2d4f2d.txt"),
         source: Source::Diff("79d3d795"),
         fix: Fix::Upstream("79d3d795"),
+        review: "faithful: Checked against 79d3d795 (ASPLOS diff), PR #47157's thread and mid-2017 copies of `test/e2e/common/autoscaling_utils.go` in the index: same stop-without-wait order with the real poll/ExpectNoError failure path, all cuts admitted, fix hunks mapped.",
         file: file!(),
         ..Bug::DEFAULT
     }
