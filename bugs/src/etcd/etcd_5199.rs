@@ -20,6 +20,7 @@ inventory::submit! {
         asplos: Some("blocking-bugs/etcd/22797c718504868665b78f143a595138cb521edf.txt"),
         source: Source::Test("etcd-io/etcd integration/v3_lock_test.go TestMutexSessionRelock @ 22797c71"),
         fix: Fix::Upstream("22797c71"),
+        review: "faithful after mends: Checked against 22797c71 (PR #5199) and mutex.go/key.go/session.go/lease.go at 22797c71^: right bug, shape and fix from the fix's own test; the walkthrough wrongly says upstream's session goroutine stays blocked, and must admit that upstream is a hang with live keep-alive timers, not Go's global deadlock.",
         file: file!(),
         ..Bug::DEFAULT
     }

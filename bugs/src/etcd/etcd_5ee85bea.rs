@@ -22,6 +22,7 @@ inventory::submit! {
         budget: Budget { timers: Some(TimerMode::Lazy), ..Budget::DEFAULT },
         source: Source::Diff("5ee85bea"),
         fix: Fix::Upstream("5ee85bea"),
+        review: "faithful after mends: Checked against 5ee85bea and watch.go/watcher.go/clientv3 at 5ee85bea^ (and 427496eb): right race, shape and fix; one Go-runtime claim (the `concurrent map read and map write` throw) cannot happen with the empty progress map of the described path and needs qualifying.",
         file: file!(),
         ..Bug::DEFAULT
     }

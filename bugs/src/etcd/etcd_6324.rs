@@ -21,6 +21,7 @@ inventory::submit! {
         source: Source::Test("etcd-io/etcd integration/v3_watch_test.go TestV3WatchFutureRevision (cluster_proxy) @ b982c80c^"),
         fix: Fix::Upstream("b982c80c"),
         loom: Loom::DoesNotApply("the fixed variant runs main and five goroutines (Watch, recvLoop, watcherSingle.run, watcherGroup.run and the fix's waiter close.func1), one more than loom holds"),
+        review: "faithful after mends: Checked against b982c80c (PR #6324 → #6188's race report) and proxy/grpcproxy + integration at b982c80c^: right race pair, shape and fix; the walkthrough should cite the upstream race report of #6188 (close's `mapiterinit` at watch.go:89 from recvLoop) instead of saying upstream names no report.",
         file: file!(),
         ..Bug::DEFAULT
     }

@@ -20,6 +20,7 @@ inventory::submit! {
         asplos: Some("non-blocking-bugs/grpc-go/22c3f92f5faea8db492fb0f5ae4daf0d2752b19e.txt"),
         source: Source::Test("grpc/grpc-go transport/handler_server_test.go @ 22c3f92f"),
         fix: Fix::Upstream("22c3f92f"),
+        review: "faithful after mends: Checked against 22c3f92f (PR #1546, issue #1111, etcd#8627) and transport/handler_server.go at cf79c849 plus the fix's MultiWriteStatus test: the check-then-later-set of streamDone lets two WriteStatus calls both send/close writes; both code hunks mapped; the walkthrough should say that issue #1111's own report was the Write-vs-WriteStatus panic this commit does not fix.",
         file: file!(),
         ..Bug::DEFAULT
     }

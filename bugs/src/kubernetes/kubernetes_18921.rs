@@ -20,6 +20,7 @@ inventory::submit! {
         asplos: Some("non-blocking-bugs/kubernetes/e3311aa93ac6c3ad89d648129fc351aa5eae1e5a.txt"),
         source: Source::Diff("e3311aa9"),
         fix: Fix::Upstream("e3311aa9"),
+        review: "faithful after mends: Checked against e3311aa9 (ASPLOS diff), issue #18913's race report, #18956/#19010 threads and the fix author's fork 7554b0c1 of etcd_watcher.go: right race pair, shape and fix; one unsourced claim about a later test comment to source or drop.",
         file: file!(),
         ..Bug::DEFAULT
     }

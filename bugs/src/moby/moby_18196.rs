@@ -20,6 +20,7 @@ inventory::submit! {
         asplos: Some("non-blocking-bugs/docker/985175fd8f8f662d5067bd62a89330e9a437375c.txt"),
         source: Source::Test("moby/moby pkg/locker/locker_test.go @ 985175fd"),
         fix: Fix::Upstream("985175fd"),
+        review: "faithful after mends: Checked against moby 985175fd (PR #18196, issue #18190), pkg/locker/locker.go at its parent and the test it adds: the kernel is upstream's test over upstream's locker and the fix is switched per function; one false minimality claim (three lockers suffice, not four, as the kernel's own trace shows) to correct, and the issue to cite.",
         file: file!(),
         loom: Loom::DoesNotApply(
             "four lockers, the goroutine waiting for them and main: six goroutines, more than \
