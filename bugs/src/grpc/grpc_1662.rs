@@ -21,6 +21,7 @@ inventory::submit! {
         asplos: Some("non-blocking-bugs/grpc-go/87bcb38fba807cf2f45bc15756795923bd33b4ae.txt"),
         source: Source::Diff("87bcb38f"),
         fix: Fix::Upstream("87bcb38f"),
+        review: "faithful after mends: Checked against 87bcb38f (#1666), its parent 5f2e2f99 (`clientconn.go`, `balancer_conn_wrappers.go`, `resolver_conn_wrapper.go`, `pickfirst.go`, `resolver/manual`) and issue #1662 / etcd#8855: right write, right reader, real (narrow) HB window, exact fix; mend the `start` mis-citation (a later-version split, undeclared).",
         file: file!(),
         // loom finds the race at execution 2,285 with bound 2; with bound 3 it does not within
         // its budget.

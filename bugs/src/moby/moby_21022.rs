@@ -20,8 +20,8 @@ inventory::submit! {
         asplos: Some("non-blocking-bugs/docker/dc56a76bc9f16b2d57b9d64822e305c1e787fcf0.txt"),
         source: Source::Diff("dc56a76b"),
         fix: Fix::Upstream("dc56a76b"),
-        review: "",
         loom: Loom::Applies,
+        review: "faithful: Checked against moby dc56a76b (#21022, merge cc12d2bf) and exec.go/exec/exec.go/driver.go/runc console at dc56a76b^: same close-before-resize order violation, a true Go data race on os.File.fd, fix is upstream's waitResize; only a missing source for the os.File detail.",
         file: file!(),
         // Upstream's one-second timeouts stand for "the other request is late": they fire
         // only once every goroutine is blocked.

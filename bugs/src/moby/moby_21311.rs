@@ -24,7 +24,7 @@ inventory::submit! {
         ),
         source: Source::Diff("52c0f36f"),
         fix: Fix::Upstream("#21311"),
-        review: "",
+        review: "faithful after mends: Checked against moby #21311 (4d200cd6, 52c0f36f, merge 8ef56e1f) and journald/read.go at 4d200cd6^: right send-on-closed-Msg order violation, both fix commits mapped as small switches; mend one false history sentence and the header wording.",
         file: file!(),
         ..Bug::DEFAULT
     }

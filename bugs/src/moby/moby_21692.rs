@@ -22,7 +22,7 @@ inventory::submit! {
         asplos: Some("non-blocking-bugs/docker/b38cee9f9c79d1f12001348303b78462d99664ed.txt"),
         source: Source::Diff("b38cee9f"),
         fix: Fix::Upstream("b38cee9f"),
-        review: "",
+        review: "faithful after mends: Checked against moby b38cee9f (PR #21692, merge 3e03fc91) and getEvents at b38cee9f^: same NewTimer(0)/Stop stale-value race, fix is upstream's nil-channel timeout; mend the prose to cite the PR's own evidence (#18672, Gosched repro, TestStatsAllNewContainersAdded) instead of an unsourced TestEventsStreaming example.",
         file: file!(),
         ..Bug::DEFAULT
     }

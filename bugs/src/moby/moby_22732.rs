@@ -21,7 +21,7 @@ inventory::submit! {
         asplos: Some("blocking-bugs/docker/bd2b3d363ff7c46e01cce4e6a41d41f24a0047da.txt"),
         source: Source::Diff("bd2b3d36"),
         fix: Fix::Upstream("bd2b3d36"),
-        review: "",
+        review: "faithful: Checked against moby bd2b3d36 (#22918), memory_store.go/start.go/monitor.go/image_delete.go at bd2b3d36^ and issue #22732's dump: same store-RLock vs container-lock AB-BA with a waiting writer, fix is upstream's First-over-all(); nothing unadmitted.",
         file: file!(),
         ..Bug::DEFAULT
     }

@@ -21,7 +21,7 @@ inventory::submit! {
         asplos: Some("non-blocking-bugs/docker/ab533f06510a14a023c056604f9520741073acd3.txt"),
         source: Source::Test("moby/moby daemon/logger/copier_test.go @ ab533f06^"),
         fix: Fix::Upstream("ab533f06"),
-        review: "",
+        review: "faithful: Checked against moby ab533f06 (PR #22969, merge a41e823c) and copier.go/copier_test.go at ab533f06^: same unlocked TestLoggerJSON.Encode raced by two copySrc goroutines, fix is upstream's mutex; only the map->Vec source order is unadmitted (harmless).",
         file: file!(),
         // The test's `time.After(1 * time.Second)` is a watchdog: it fires only when stuck.
         budget: Budget { timers: Some(TimerMode::Lazy), ..Budget::DEFAULT },

@@ -20,7 +20,7 @@ inventory::submit! {
         asplos: Some("non-blocking-bugs/docker/c1ad02ccc8791b3c517aa37223d27792863cbf17.txt"),
         source: Source::Test("moby/moby daemon/logger/awslogs/cloudwatchlogs_test.go @ c1ad02cc^"),
         fix: Fix::Upstream("c1ad02cc"),
-        review: "",
+        review: "faithful: Checked against moby c1ad02cc (PR #22985, merge dca92044) and cloudwatchlogs.go/mock/TestCollectBatchMaxTotalBytes at c1ad02cc^: same reused-backing-array race through the mock's channel, fix is upstream's copy; the added second result (avoiding upstream's own leak) is admitted; nothing unadmitted.",
         file: file!(),
         ..Bug::DEFAULT
     }
