@@ -155,7 +155,7 @@ impl ClientConn {
         // Build the resolver.
         let rw = CcResolverWrapper::new(&cc, r);
         cc.resolver_wrapper.set(Some(rw.clone()));
-        // Start the resolver wrapper goroutine after resolverWrapper is created.
+        // Started after the assignment (a later split); at 5f2e2f99 `new` starts it.
         rw.start();
         cc
     }
@@ -180,7 +180,7 @@ impl ClientConn {
         if self.balancer_wrapper.get().is_none() {
             // No customBalancer was specified by DialOption, and this is the first time
             // handling resolved addresses: create a pickfirst balancer.
-            self.cur_balancer_name.set("pick_first");
+            self.cur_balancer_name.set("pickfirst");
             let ccb = CcBalancerWrapper::new(self);
             self.balancer_wrapper.set(Some(ccb));
         }
