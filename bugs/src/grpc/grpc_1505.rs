@@ -20,6 +20,7 @@ inventory::submit! {
         asplos: Some("blocking-bugs/grpc-go/4bbe223b12805ab25acbb9d2cadfab2ec9d04bb6.txt"),
         source: Source::Diff("4bbe223b"),
         fix: Fix::Upstream("4bbe223b"),
+        review: "faithful after mends: Checked against 4bbe223b (#1505) and its parent 91999f44 (`balancer_v1_wrapper.go`, `balancer_conn_wrappers.go`, `clientconn.go`, `balancer.go`, `balancer_test.go`): the same acbw.mu/ac.mu AB-BA through the log line's `getAddrConn`, exact fix; mend the test-order deviation, whose stated reason is wrong (upstream's WithBlock order also reaches the cycle via the Ready report).",
         file: file!(),
         loom: Loom::DoesNotApply(
             "main and five goroutines (the naming watcher, the test resolver's readDone reader, \
