@@ -8,6 +8,7 @@ mod harness;
 mod hb;
 mod misuse;
 mod queue_model;
+mod race;
 mod recover;
 mod select;
 mod sync;
