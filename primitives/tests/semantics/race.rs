@@ -1,9 +1,9 @@
 //! What the race detector checks besides plain variables, as `go test -race` does: a
 //! WaitGroup's `Add` from zero against its first blocking `Wait` (Go's race annotations on
-//! `wg.sema`).
+//! `wg.sema`), and plain accesses to a word other goroutines use atomically.
 
 use primitives::explore::Engine;
-use primitives::sync::WaitGroup;
+use primitives::sync::{AtomicBool, AtomicI32, WaitGroup};
 use std::time::Duration;
 
 use primitives::{go, time, Chan, RaceReport, Verdict};
@@ -205,4 +205,164 @@ fn an_add_from_zero_unordered_with_a_blocked_wait_races(
         wg.done();
     });
     add_against_wait(&race);
+}
+
+/// Two goroutines add atomically; main reads the word plainly.
+fn counted_plainly(wait: bool, plain: bool) -> impl Fn() + Send + Sync + Clone + 'static {
+    move || {
+        let (n, wg) = (AtomicI32::new(0).named("n"), WaitGroup::new());
+        for _ in 0..2 {
+            wg.add(1);
+            let (n, wg) = (n.clone(), wg.clone());
+            go(move || {
+                n.add(1);
+                wg.done();
+            });
+        }
+        if wait {
+            wg.wait();
+        }
+        let seen = if plain { n.plain_load() } else { n.load() };
+        if wait {
+            assert_eq!(seen, 2);
+        }
+    }
+}
+
+/// `wg.Wait()` orders both atomic adds before main's plain read.
+#[rstest]
+fn a_plain_load_after_the_wait_is_clean(
+    #[values(
+        Engine::Loom,
+        Engine::ShuttlePct,
+        Engine::ShuttleRandom,
+        Engine::ShuttleUrw,
+        Engine::Std
+    )]
+    engine: Engine,
+) {
+    expect_clean(engine, counted_plainly(true, true));
+}
+
+/// Without the Wait, the plain read is unordered with an atomic write: a race.
+#[rstest]
+fn a_plain_load_racing_atomic_adds_races(
+    #[values(
+        Engine::Loom,
+        Engine::ShuttlePct,
+        Engine::ShuttleRandom,
+        Engine::ShuttleUrw,
+        Engine::Std
+    )]
+    engine: Engine,
+) {
+    let race = race_on(engine, "n", counted_plainly(false, true));
+    let (plain, atomic) = if race.current.atomic {
+        (&race.previous, &race.current)
+    } else {
+        (&race.current, &race.previous)
+    };
+    assert!(!plain.atomic && plain.op.is_none(), "{race:?}");
+    assert_eq!((atomic.op, atomic.write), (Some("Add"), true), "{race:?}");
+}
+
+/// Atomic operations never race among themselves, ordered or not.
+#[rstest]
+fn an_atomic_load_racing_atomic_adds_is_clean(
+    #[values(
+        Engine::Loom,
+        Engine::ShuttlePct,
+        Engine::ShuttleRandom,
+        Engine::ShuttleUrw,
+        Engine::Std
+    )]
+    engine: Engine,
+) {
+    expect_clean(engine, counted_plainly(false, false));
+}
+
+/// A plain write races even with an atomic read; the plain write before the go statement is
+/// ordered by it and does not.
+#[rstest]
+fn a_plain_store_races_with_an_atomic_load(
+    #[values(
+        Engine::Loom,
+        Engine::ShuttlePct,
+        Engine::ShuttleRandom,
+        Engine::ShuttleUrw,
+        Engine::Std
+    )]
+    engine: Engine,
+) {
+    let race = race_on(engine, "stopped", || {
+        let stopped = AtomicBool::new(true).named("stopped");
+        stopped.plain_store(false);
+        let s = stopped.clone();
+        go(move || {
+            s.load();
+        });
+        stopped.plain_store(true);
+    });
+    let (plain, atomic) = if race.current.atomic {
+        (&race.previous, &race.current)
+    } else {
+        (&race.current, &race.previous)
+    };
+    assert!(plain.write && plain.op.is_none(), "{race:?}");
+    assert_eq!((atomic.op, atomic.write), (Some("Load"), false), "{race:?}");
+}
+
+/// Plain reads and atomic reads do not conflict: a word only read after the go statement is
+/// clean however its reads interleave.
+#[rstest]
+fn plain_and_atomic_reads_do_not_race(
+    #[values(
+        Engine::Loom,
+        Engine::ShuttlePct,
+        Engine::ShuttleRandom,
+        Engine::ShuttleUrw,
+        Engine::Std
+    )]
+    engine: Engine,
+) {
+    expect_clean(engine, || {
+        let n = AtomicI32::new(0).named("n");
+        n.add(1);
+        let m = n.clone();
+        go(move || {
+            m.plain_load();
+            m.load();
+        });
+        n.load();
+        n.plain_load();
+    });
+}
+
+/// An atomic store after another goroutine's atomic load does not order the load before
+/// main's plain store that follows: still a race. (It races in every order; the sleeps make
+/// the load come first, the order in which only the remembered atomic read reveals it.)
+#[rstest]
+fn an_atomic_store_does_not_hide_an_earlier_atomic_load_from_a_plain_store(
+    #[values(
+        Engine::Loom,
+        Engine::ShuttlePct,
+        Engine::ShuttleRandom,
+        Engine::ShuttleUrw,
+        Engine::Std
+    )]
+    engine: Engine,
+) {
+    let race = race_on(engine, "n", || {
+        let n = AtomicI32::new(0).named("n");
+        let m = n.clone();
+        go(move || {
+            m.load();
+            time::sleep(Duration::from_millis(100));
+        });
+        time::sleep(Duration::from_millis(50));
+        n.store(1);
+        n.plain_store(2);
+    });
+    assert_eq!(race.previous.op, Some("Load"), "{race:?}");
+    assert!(race.current.write && !race.current.atomic, "{race:?}");
 }
