@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use primitives::sync::{AtomicI32, Mutex};
+use primitives::sync::{AtomicI32, AtomicI64, Mutex};
 use primitives::time::{self, Instant};
 use primitives::{defer, go_named, select, Chan, Shared};
 
@@ -42,15 +42,15 @@ struct Operation {
 
 /// `apiserver.Operations` (the ops map, its `insert`, `Get` and `expire` left out).
 struct Operations {
-    /// Access only using functions from atomic.
-    last_id: AtomicI32,
+    /// The last operation's ID, only ever updated atomically.
+    last_id: AtomicI64,
 }
 
 impl Operations {
     /// `NewOperations` (without its `util.Forever` expiry goroutine).
     fn new() -> Arc<Self> {
         Arc::new(Operations {
-            last_id: AtomicI32::new(0).named("lastID"),
+            last_id: AtomicI64::new(0).named("lastID"),
         })
     }
 
