@@ -6,7 +6,10 @@
 //! on real OS threads, under loom's exhaustive exploration, or under shuttle's randomized
 //! schedulers (see [`explore`]). Each execution ends in one [`Verdict`]: `deadlock`, `leak`,
 //! `race`, `panic`, `assert`, `livelock` or `clean`, with a Go-style goroutine dump and a trace
-//! of every Go operation.
+//! of every Go operation. The race detector checks what `go test -race` checks: accesses to
+//! [`Shared`] variables and [`GoMap`]s, plain accesses to an atomic word (`plain_load`,
+//! `plain_store`) against its atomic operations, and a [`sync::WaitGroup`]'s `Add` from zero
+//! against its blocking `Wait`.
 //!
 //! ```
 //! use primitives::explore::{explore, Engine, Settings};

@@ -10,7 +10,9 @@ pub enum Verdict {
     Deadlock,
     /// `main` returned while other goroutines stayed blocked forever, or kept running.
     Leak,
-    /// Two accesses to a `Shared` or `GoMap`, at least one a write, unordered by happens-before.
+    /// Two accesses to one variable (a `Shared`, a `GoMap`, an atomic read or written plainly,
+    /// a WaitGroup's Add from zero and blocking Wait), at least one a write and not both
+    /// atomic, unordered by happens-before.
     Race,
     /// A Go runtime panic, or a panic in the kernel.
     Panic,
@@ -114,6 +116,11 @@ pub struct AccessInfo {
     pub g: usize,
     pub goroutine: String,
     pub write: bool,
+    /// A `sync/atomic` operation (the other side of the race is then a plain access).
+    pub atomic: bool,
+    /// The Go operation the access stands for when it is not a plain read or write: `Add` and
+    /// `Wait` of a WaitGroup, `Add` or `Load` of an atomic.
+    pub op: Option<&'static str>,
     pub at: String,
     pub step: u64,
 }
@@ -121,7 +128,7 @@ pub struct AccessInfo {
 /// Two conflicting accesses that happens-before does not order.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RaceReport {
-    /// The variable or map raced on.
+    /// The variable, map, atomic or WaitGroup raced on (its name, or its kind and number).
     pub object: String,
     /// The earlier access.
     pub previous: AccessInfo,

@@ -66,7 +66,8 @@ pub(crate) struct ExecConfig {
     /// Timer firings in a row that find the goroutines where they were at an earlier firing,
     /// with nothing changed in between, after which the execution is judged a livelock.
     pub(crate) stale_ticks: u32,
-    /// Check `Shared` and `GoMap` accesses against happens-before.
+    /// Check `Shared` and `GoMap` accesses, plain accesses to atomics and a WaitGroup's Add
+    /// from zero against its blocking Wait, against happens-before.
     pub(crate) race_detector: bool,
     /// Keep the trace and the vector clocks; off, only the goroutine table is kept.
     pub(crate) books: bool,

@@ -8,6 +8,14 @@
 //!
 //! Happens-before: every `Done` (an `Add` with a negative delta) happens before the `Wait`
 //! that it lets return.
+//!
+//! Under the race detector, two accesses to a pseudo-variable of the group (Go's `wg.sema`),
+//! as Go's own race annotations make them (`src/sync/waitgroup.go`, Go 1.20 on): an `Add` that
+//! raises the counter from zero reads it, and a `Wait` that is about to block, being the first
+//! waiter, writes it. So an `Add` from zero not ordered with a blocking `Wait` (the classic
+//! `wg.Add(1)` inside the goroutine) is a `DATA RACE on` the group, as `go test -race` reports
+//! it; other `Add`s, a `Wait` that finds the counter at zero, and later waiters (which would
+//! race each other) touch nothing.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -16,8 +24,23 @@ use std::sync::Arc;
 
 use crate::rt::cell::RtCell;
 use crate::rt::clock::VClock;
+use crate::rt::race::{AccessHistory, Kind};
 use crate::rt::trace::Op;
-use crate::rt::{current_exec, Execution, Fired, ObjMeta, WaitReason, Waiter};
+use crate::rt::{current_exec, Ctx, Execution, Fired, ObjMeta, WaitReason, Waiter};
+
+/// Go's `race.Read(&wg.sema)` in an `Add` that raises the counter from zero.
+const ADD_FROM_ZERO: Kind = Kind {
+    write: false,
+    atomic: false,
+    op: Some("Add"),
+};
+
+/// Go's `race.Write(&wg.sema)` in the first `Wait` to block.
+const FIRST_WAIT: Kind = Kind {
+    write: true,
+    atomic: false,
+    op: Some("Wait"),
+};
 
 /// Go's `sync.WaitGroup`. Cloning gives another handle to the same group.
 ///
@@ -53,6 +76,9 @@ struct WgState {
     queue: VecDeque<Waiter>,
     /// The join of the clocks of every `Done`.
     clock: VClock,
+    /// The race detector's view of Go's `wg.sema`: read by an `Add` from zero, written by the
+    /// first `Wait` to block.
+    sema: AccessHistory,
 }
 
 impl fmt::Debug for WaitGroup {
@@ -79,6 +105,7 @@ impl WaitGroup {
                 waiters: 0,
                 queue: VecDeque::new(),
                 clock: VClock::default(),
+                sema: AccessHistory::default(),
             },
         );
         WaitGroup {
@@ -99,7 +126,8 @@ impl WaitGroup {
         self
     }
 
-    /// `wg.Add(delta)`.
+    /// `wg.Add(delta)`. Under the race detector, an `Add` that raises the counter from zero
+    /// races with a blocking `Wait` it is not ordered with (see the module docs).
     ///
     /// # Panics
     ///
@@ -109,6 +137,9 @@ impl WaitGroup {
     pub fn add(&self, delta: i64) {
         let inner = &*self.inner;
         let mut cx = inner.exec.enter(Location::caller());
+        if delta > 0 {
+            self.sema_access(&mut cx, ADD_FROM_ZERO, Op::WgAdd, |st| st.counter == 0);
+        }
         let problem = {
             let mut b = cx.books();
             let mut st = inner.state.borrow(&cx);
@@ -168,7 +199,9 @@ impl WaitGroup {
         self.add(-1);
     }
 
-    /// `wg.Wait()`: blocks until the counter is zero.
+    /// `wg.Wait()`: blocks until the counter is zero. Under the race detector, the first
+    /// waiter to block races with an `Add` from zero it is not ordered with (see the module
+    /// docs).
     ///
     /// # Panics
     ///
@@ -177,6 +210,9 @@ impl WaitGroup {
     pub fn wait(&self) {
         let inner = &*self.inner;
         let mut cx = inner.exec.enter(Location::caller());
+        self.sema_access(&mut cx, FIRST_WAIT, Op::WgWait, |st| {
+            st.counter != 0 && st.waiters == 0
+        });
         {
             let mut b = cx.books();
             let mut st = inner.state.borrow(&cx);
@@ -202,5 +238,31 @@ impl WaitGroup {
         }
         let mut b = cx.books();
         cx.event(&mut b, Op::WgWait, Some(&inner.meta), 0);
+    }
+
+    /// The race detector's access of kind `kind` to `wg.sema`, made when `when` holds of the
+    /// group's state (Go annotates only some Adds and Waits).
+    fn sema_access(
+        &self,
+        cx: &mut Ctx<'_>,
+        kind: Kind,
+        op: Op,
+        when: impl FnOnce(&WgState) -> bool,
+    ) {
+        let inner = &*self.inner;
+        if !inner.exec.config.race_detector {
+            return;
+        }
+        let race = {
+            let b = cx.books();
+            let mut st = inner.state.borrow(cx);
+            if !when(&st) {
+                return;
+            }
+            st.sema.access_as(cx, &b, kind, &inner.meta.label())
+        };
+        if let Some(r) = race {
+            cx.race(r, op, &inner.meta);
+        }
     }
 }

@@ -18,7 +18,11 @@ pub fn settings(engine: Engine) -> Settings {
 }
 
 pub fn search(engine: Engine, kernel: impl Fn() + Send + Sync + 'static) -> Exploration {
-    let found = explore(&settings(engine), Arc::new(kernel));
+    search_with(&settings(engine), kernel)
+}
+
+fn search_with(s: &Settings, kernel: impl Fn() + Send + Sync + 'static) -> Exploration {
+    let found = explore(s, Arc::new(kernel));
     assert_eq!(found.error, None, "the engine could not run the kernel");
     found
 }
@@ -31,7 +35,19 @@ pub fn expect(
     message: &str,
     kernel: impl Fn() + Send + Sync + 'static,
 ) -> ExecutionReport {
-    let found = search(engine, kernel);
+    expect_with(&settings(engine), verdict, message, kernel)
+}
+
+/// [`expect`] under settings of the test's own (the race detector off, say).
+#[track_caller]
+pub fn expect_with(
+    s: &Settings,
+    verdict: Verdict,
+    message: &str,
+    kernel: impl Fn() + Send + Sync + 'static,
+) -> ExecutionReport {
+    let engine = s.engine;
+    let found = search_with(s, kernel);
     let failing = found.first_failure.unwrap_or_else(|| {
         panic!(
             "{engine}: no failure in {} schedules; expected {verdict}",

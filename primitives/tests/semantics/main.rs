@@ -9,6 +9,7 @@ mod harness;
 mod hb;
 mod misuse;
 mod queue_model;
+mod race;
 mod recover;
 mod select;
 mod sync;
