@@ -73,6 +73,11 @@ pub struct Budget {
     /// time.Second): t.Fatal(...)`), which in Go fires only when the work is stuck. `std`
     /// always runs lazy timers.
     pub timers: Option<TimerMode>,
+    /// Whether the race detector runs (`go test -race`). Off only where upstream's failure is
+    /// what a binary built without it shows, and the detector would report the same root cause
+    /// first under another name (a `WaitGroup`'s Add from zero against its Wait, before the
+    /// reuse panic); the walkthrough says so.
+    pub race_detector: bool,
 }
 
 impl Budget {
@@ -85,6 +90,7 @@ impl Budget {
         max_steps: 100_000,
         livelock_window: 5_000,
         timers: None,
+        race_detector: true,
     };
 }
 

@@ -96,6 +96,7 @@ pub fn settings(bug: &Bug, variant: Variant, engine: Engine, overrides: Override
     s.preemption_bound = b.preemption_bound;
     s.max_steps = b.max_steps;
     s.livelock_window = b.livelock_window;
+    s.race_detector = b.race_detector;
     if engine != Engine::Std {
         s.timers = b.timers;
     }

@@ -21,7 +21,7 @@ inventory::submit! {
         loom: Loom::DoesNotApply(
             "main, run, the raft goroutine, purgeFile, the ticker's timer goroutine and one goroutine per sync: more than loom's five threads",
         ),
-        budget: Budget { shuttle: 3_000, ..Budget::DEFAULT },
+        budget: Budget { shuttle: 3_000, race_detector: false, ..Budget::DEFAULT },
         source: Source::Diff("0c61d880"),
         fix: Fix::Upstream("0c61d880"),
         review: "faithful after mends: Checked against etcd f5b9238a (the version of the issue's stack), the fix 0c61d880, e011ea25/0c61d880^ for the moved sync, issue #6534 and PR #6628: right bug, right interleaving, upstream's fix at its lines, honest panic; add the missing `monitorVersions` caller to the safety argument; reports lag one regeneration.",
