@@ -24,6 +24,7 @@ inventory::submit! {
         ),
         source: Source::Diff("3ce31acd"),
         fix: Fix::Upstream("3ce31acd"),
+        review: "faithful after mends: Checked against 3ce31acd (PR #7816, issue #7811; = ASPLOS entry) and clientv3/watch.go, clientv3/concurrency/election.go, v3election/election.go, v3client/v3client.go, vendored grpc and x/net/trace at 3ce31acd^, plus TestV3ElectionObserve: right race (fmt of the context vs LazyLog), shape and fix; one harmless unadmitted move of the first trace event to main.",
         file: file!(),
         ..Bug::DEFAULT
     }

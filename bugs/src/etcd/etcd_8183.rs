@@ -22,6 +22,7 @@ inventory::submit! {
         budget: Budget { timers: Some(TimerMode::Lazy), ..Budget::DEFAULT },
         source: Source::Test("etcd-io/etcd compactor/revision_test.go @ c678dcbd^"),
         fix: Fix::Upstream("c678dcbd"),
+        review: "faithful after mends: Checked against c678dcbd (PR #8183, merge 7ab442f8; = ASPLOS entry), compactor/{revision,compactor,compactor_test,revision_test}.go, pkg/testutil/recorder.go and vendored clockwork at c678dcbd^: right race, shape and fix; prose wrongly says the later `rg.rev` assignments race too (they are ordered), and one line cite is off (revision.go:56 → :59).",
         file: file!(),
         ..Bug::DEFAULT
     }

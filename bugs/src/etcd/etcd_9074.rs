@@ -19,6 +19,7 @@ inventory::submit! {
         asplos: Some("blocking-bugs/etcd/b2a15ec327ead1caf6d6983092dae17e09c88dd1.txt"),
         source: Source::Test("etcd-io/etcd pkg/expect/expect_test.go @ b2a15ec3^"),
         fix: Fix::Upstream("b2a15ec3"),
+        review: "faithful after mends: Checked against b2a15ec3 (PR #9074, merge c699470d; = ASPLOS entry), pkg/expect/expect.go and expect_test.go at b2a15ec3^: right lock-held-across-blocking-read deadlock, shape and fix; mends: say upstream's hang is an OS-blocked read (no Go \"all goroutines are asleep\", test timeout instead) and qualify the lesson's claim about Close interrupting reads.",
         file: file!(),
         ..Bug::DEFAULT
     }

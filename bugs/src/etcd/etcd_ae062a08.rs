@@ -20,6 +20,7 @@ inventory::submit! {
         asplos: Some("blocking-bugs/etcd/ae062a0825a4100d0cf9ac7c8bb0fa1ca69c6814.txt"),
         source: Source::Diff("ae062a08"),
         fix: Fix::Upstream("ae062a08"),
+        review: "faithful: Checked against ae062a08, client/client.go, client/members.go and etcdctl/command/member_commands.go at ae062a08^ and the ASPLOS entry: right self-deadlock, shape and fix; nothing unadmitted.",
         file: file!(),
         ..Bug::DEFAULT
     }

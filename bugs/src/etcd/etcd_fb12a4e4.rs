@@ -21,6 +21,7 @@ inventory::submit! {
         asplos: Some("blocking-bugs/etcd/fb12a4e412fee79c8c59277f7e49d5cca5ed901f.txt"),
         source: Source::Diff("fb12a4e4"),
         fix: Fix::Upstream("fb12a4e4"),
+        review: "faithful: Checked against fb12a4e4 (3 hunks, = ASPLOS entry), storage/backend/{batch_tx,backend,backend_test,backend_bench_test}.go and storage/kvstore.go at fb12a4e4^: right self-deadlock, shape and fix; nothing unadmitted (one optional cite).",
         file: file!(),
         ..Bug::DEFAULT
     }

@@ -21,10 +21,10 @@ inventory::submit! {
         asplos: Some("non-blocking-bugs/kubernetes/6a624a2b4feebe51cf2acd165e860604fe7f1aba.txt"),
         source: Source::Test("kubernetes/kubernetes pkg/apiserver/operation_test.go @ 6a624a2b^"),
         fix: Fix::Upstream("6a624a2b"),
-        review: "",
         loom: Loom::DoesNotApply(
             "main, op.wait, the sender, two waiters and the timer goroutine: more than loom's five threads",
         ),
+        review: "faithful after mends: Checked against 6a624a2b (ASPLOS diff), TestOperation and a 2014 operation.go from the index (the exact parent version unverifiable; admitted), and the new `plain_load` primitive: right race (plain read of an atomically-added counter), shape and fix; one wording mend (the early expiry/Get checks are also dropped).",
         file: file!(),
         ..Bug::DEFAULT
     }

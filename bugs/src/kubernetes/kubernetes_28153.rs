@@ -20,7 +20,7 @@ inventory::submit! {
         asplos: Some("non-blocking-bugs/kubernetes/06082b1bdf4c9ff93e5acf33da49f0b091a47d3e.txt"),
         source: Source::Diff("06082b1b"),
         fix: Fix::Upstream("06082b1b"),
-        review: "",
+        review: "faithful after mends: Checked against the ASPLOS diff of 06082b1b, issue #28128's race report, PR #28153's text, the post-fix goroutinemap.go in the index and Go's waitgroup.go race annotations (no GoReal/GoKer entry). The bug, shape, fix and race verdict are faithful, and the new WaitGroup primitive matches Go's `wg.sema` read/write exactly. One walkthrough sentence wrongly blames the WaitGroup for `Wait` returning before a later `Run`, which the fix also allows. The reports do not list the bug yet (lag).",
         file: file!(),
         ..Bug::DEFAULT
     }

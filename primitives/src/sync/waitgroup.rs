@@ -10,7 +10,7 @@
 //! that it lets return.
 //!
 //! Under the race detector, two accesses to a pseudo-variable of the group (Go's `wg.sema`),
-//! as Go's own race annotations make them (`src/sync/waitgroup.go`, Go 1.20 on): an `Add` that
+//! as Go's own race annotations make them (`src/sync/waitgroup.go`): an `Add` that
 //! raises the counter from zero reads it, and a `Wait` that is about to block, being the first
 //! waiter, writes it. So an `Add` from zero not ordered with a blocking `Wait` (the classic
 //! `wg.Add(1)` inside the goroutine) is a `DATA RACE on` the group, as `go test -race` reports
