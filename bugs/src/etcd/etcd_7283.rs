@@ -34,6 +34,7 @@ inventory::submit! {
         )],
         source: Source::Test("etcd-io/etcd clientv3/balancer_test.go @ 8baaa06c"),
         fix: Fix::Upstream("8baaa06c"),
+        review: "faithful after mends: Checked against etcd 8baaa06c (the fix and its test) and 8baaa06c^ (`clientv3/balancer.go`, vendored grpc `clientconn.go`), issue #7283's stacks and PR #7443: right cycle, right test, upstream's fix line for line, honest leak; the fix table's line numbers are stale (maps_to_upstream fails), the trace needs re-blessing, and the URW miss should be stated.",
         file: file!(),
         ..Bug::DEFAULT
     }
