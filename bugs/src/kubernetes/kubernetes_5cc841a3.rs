@@ -20,7 +20,7 @@ inventory::submit! {
         source: Source::Diff("5cc841a3"),
         fix: Fix::Upstream("5cc841a3"),
         loom: Loom::Applies,
-        review: "",
+        review: "faithful after mends: Checked against the 5cc841a3 diff (ASPLOS file) and unpinned lookups of client-go's `Parallelize` and older `equivalence_cache.go`. The bug, the fix and the deadlock verdict are upstream's. The `Parallelize` body is right apart from the missing `HandleCrash`. The walkthrough should mend four unadmitted small items: `HandleCrash` dropped, the methods' `false` (no internal locking) not mentioned, fix hunk 3 (log line only) unmapped, and the `predicateFuncs` check and `alwaysCheckAllPredicates` not mentioned.",
         file: file!(),
         ..Bug::DEFAULT
     }
