@@ -21,13 +21,13 @@ inventory::submit! {
         asplos: Some("non-blocking-bugs/grpc-go/b71aced4a2a1ee80a1cbbd26b85a57623790d7f4.txt"),
         source: Source::Diff("b71aced4"),
         fix: Fix::Upstream("b71aced4"),
-        review: "",
         loom: Loom::DoesNotApply(
             "the race needs waitOnHeader's select to take the closed headerChan while the \
              cancelled context is ready too; under loom a select's choices go in rotation, and \
              the first takes the context",
         ),
         budget: Budget { shuttle: 10_000, ..Budget::DEFAULT },
+        review: "faithful: Checked against b71aced4 and b71aced4^ (http2_client.go, transport.go, stream.go): faithful port of the recvCompress write-after-foreign-close race and its fix.",
         file: file!(),
         ..Bug::DEFAULT
     }

@@ -20,7 +20,7 @@ inventory::submit! {
         asplos: Some("non-blocking-bugs/grpc-go/9df0e935c037988e64e30498b6ecf3c7a99411a2.txt"),
         source: Source::Diff("9df0e935"),
         fix: Fix::Upstream("9df0e935"),
-        review: "",
+        review: "faithful: Checked against 9df0e935 and 9df0e935^ (http2_client.go, control.go): faithful reduction of the handleSettings write-after-unlock race and its fix.",
         file: file!(),
         ..Bug::DEFAULT
     }

@@ -18,7 +18,7 @@ inventory::submit! {
         walkthrough: include_str!("grpc_2074.md"),
         source: Source::Diff("8f06f82c"),
         fix: Fix::Upstream("8f06f82c"),
-        review: "",
+        review: "faithful: Checked against 8f06f82c/8f06f82c^ (http2_server.go, transport.go, stream.go) and PR #2074/issue #1972: faithful port of the headerOk race between WriteHeader and RecvMsg's WriteStatus, fix as upstream.",
         file: file!(),
         ..Bug::DEFAULT
     }

@@ -20,7 +20,7 @@ inventory::submit! {
         asplos: Some("non-blocking-bugs/grpc-go/46e80bf1f6c2928b216afa3eb9797348c0978ac5.txt"),
         source: Source::Test("grpc/grpc-go stats/stats_test.go @ 46e80bf1^"),
         fix: Fix::Upstream("46e80bf1"),
-        review: "",
+        review: "faithful: Checked against 46e80bf1 and 46e80bf1^ (stats_test.go, server.go, transport/http2_server.go): faithful port of the stats-callback test race and its mutex+GracefulStop fix.",
         file: file!(),
         ..Bug::DEFAULT
     }

@@ -19,7 +19,7 @@ inventory::submit! {
         asplos: Some("blocking-bugs/grpc-go/262ed2bd6d1c8cbaa14b43c3815d2e01e4f65ca8.txt"),
         source: Source::Diff("0f4e1e7e"),
         fix: Fix::Upstream("0f4e1e7e"),
-        review: "",
+        review: "faithful: Checked against 0f4e1e7e/262ed2bd and 306a1ee (http2_client.go, http2_server.go, server.go, control.go), issue #639 and PR #651: faithful port of the synchronous-pipe handshake deadlock and its fix.",
         file: file!(),
         ..Bug::DEFAULT
     }
