@@ -5,6 +5,7 @@
 mod chan;
 mod context_time;
 mod dfs;
+mod golang;
 mod harness;
 mod hb;
 mod misuse;
