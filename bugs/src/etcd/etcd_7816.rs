@@ -347,7 +347,7 @@ fn observe(es_client: &Arc<Client>, stream: &ServerStream) -> Option<context::Co
         select! {
             recv(stream.ctx.ctx.done()) => {},
             recv(ch) -> resp => {
-                let Some(resp) = resp else { return None };
+                let resp = resp?;
                 stream.send(resp);
             },
         }
