@@ -12,29 +12,10 @@ use std::time::Duration;
 
 use primitives::explore::{explore, Engine};
 use primitives::sync::{AtomicI32, Cond, Mutex, Once, RwMutex, WaitGroup};
-use primitives::{go, gosched, select, time, Chan, Shared, TimerMode, Verdict};
+use primitives::{go, gosched, select, time, Chan, Shared, Verdict};
 use rstest::rstest;
 
-use crate::harness::{expect, expect_clean, settings};
-
-/// [`expect_clean`] with lazy timers: a timer fires only once every goroutine is blocked, so a
-/// watchdog on a timer fires exactly when the operation it guards would block forever.
-fn expect_clean_lazy(engine: Engine, kernel: impl Fn() + Send + Sync + 'static) {
-    let mut s = settings(engine);
-    s.stop_at_first_failure = false;
-    s.timers = Some(TimerMode::Lazy);
-    if engine == Engine::Loom {
-        s.budget = 20_000;
-    }
-    let found = explore(&s, Arc::new(kernel));
-    assert_eq!(found.error, None, "the engine could not run the kernel");
-    if let Some(f) = &found.first_failure {
-        panic!(
-            "{engine}: schedule {} failed: {}: {}\n{}",
-            f.schedule, f.report.verdict, f.report.message, f.report.dump
-        );
-    }
-}
+use crate::harness::{expect, expect_clean, expect_clean_lazy, settings};
 
 /// From `test/closedchan.go`: a closed channel first yields what was buffered, then the zero
 /// value with ok false, to plain receives and to selects alike; sends on it panic; `len` and `cap`

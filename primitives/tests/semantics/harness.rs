@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use primitives::explore::{explore, Engine, Exploration, Settings};
-use primitives::{ExecutionReport, Verdict};
+use primitives::{ExecutionReport, TimerMode, Verdict};
 
 /// Settings for semantics tests: budgets small enough for a test run, large enough to find
 /// the one interleaving that matters in kernels of a few goroutines.
@@ -71,8 +71,25 @@ pub fn expect_with(
 /// Explores the whole budget; asserts no execution failed.
 #[track_caller]
 pub fn expect_clean(engine: Engine, kernel: impl Fn() + Send + Sync + 'static) -> Exploration {
+    expect_clean_timers(engine, None, kernel)
+}
+
+/// [`expect_clean`] with lazy timers: a timer fires only once every goroutine is blocked, so a
+/// watchdog on a timer fires exactly when the operation it guards would block forever.
+#[track_caller]
+pub fn expect_clean_lazy(engine: Engine, kernel: impl Fn() + Send + Sync + 'static) -> Exploration {
+    expect_clean_timers(engine, Some(TimerMode::Lazy), kernel)
+}
+
+#[track_caller]
+fn expect_clean_timers(
+    engine: Engine,
+    timers: Option<TimerMode>,
+    kernel: impl Fn() + Send + Sync + 'static,
+) -> Exploration {
     let mut s = settings(engine);
     s.stop_at_first_failure = false;
+    s.timers = timers;
     if engine == Engine::Loom {
         s.budget = 20_000;
     }
