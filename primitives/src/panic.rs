@@ -17,8 +17,9 @@
 //!
 //! is written `recover(|| { ... })`, which returns `Err` with the panic's value where the Go
 //! function would have recovered. Runtime panics (`send on closed channel`, ...) and
-//! [`panic`](panic()) can be recovered; a failed Rust assertion in a kernel is the corpus's
-//! own check (verdict `assert`) and cannot.
+//! [`panic`](panic()) can be recovered; Go's fatal errors (`fatal error: sync: unlock of
+//! unlocked mutex`, `fatal error: concurrent map writes`) cannot, and run no deferred call; a
+//! failed Rust assertion in a kernel is the corpus's own check (verdict `assert`) and cannot.
 
 use std::fmt;
 use std::panic::{self, Location};
@@ -58,6 +59,8 @@ pub fn recover<T>(body: impl FnOnce() -> T) -> Result<T, Recovered> {
     match panic::catch_unwind(panic::AssertUnwindSafe(body)) {
         Ok(v) => Ok(v),
         Err(payload) => match settle_unwind(payload).downcast::<GoPanic>() {
+            // Go's fatal errors (`throw`) are not panics: nothing recovers them.
+            Ok(p) if p.message.starts_with("fatal error:") => panic::resume_unwind(p),
             Ok(p) => {
                 let exec = current_exec();
                 let cx = exec.enter(at);

@@ -27,8 +27,12 @@ pub(crate) struct GoPanic {
 }
 
 impl Ctx<'_> {
-    /// Raises a Go runtime panic (`send on closed channel`, ...) in this goroutine.
+    /// Raises a Go runtime panic (`send on closed channel`, ...) in this goroutine. A message
+    /// starting `fatal error:` is Go's `throw`/`fatal` instead: no deferred call runs and no
+    /// `recover` stops it.
     pub(crate) fn go_panic(&mut self, message: impl Into<String>) -> ! {
+        let message = message.into();
+        let fatal = message.starts_with("fatal error:");
         let at = self.at;
         {
             let mut b = self.books();
@@ -45,15 +49,14 @@ impl Ctx<'_> {
             });
         }
         self.release();
-        engine::with_current(|c| {
-            if let Some(c) = c {
-                c.go_panicking.set(true);
-            }
-        });
-        panic::resume_unwind(Box::new(GoPanic {
-            message: message.into(),
-            at,
-        }))
+        if !fatal {
+            engine::with_current(|c| {
+                if let Some(c) = c {
+                    c.go_panicking.set(true);
+                }
+            });
+        }
+        panic::resume_unwind(Box::new(GoPanic { message, at }))
     }
 
     /// Ends the execution with `verdict` (the first failure wins) and wakes everyone so the

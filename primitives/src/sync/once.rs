@@ -3,18 +3,21 @@
 //! Go semantics kept: concurrent callers of `do_` wait until the first call's function has
 //! returned; a call of `do_` from inside the function (on the same `Once`) blocks forever, as
 //! Go's does (its internal mutex is not re-entrant), which the runtime reports as a deadlock.
+//! If the function panics, `do_` considers it returned: the panic goes on up the caller's stack,
+//! and later calls return without calling anything (Go's `doSlow` marks the `Once` done in a
+//! deferred call).
 //!
 //! Happens-before: the return of the function happens before every `do_` returns.
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::panic::Location;
+use std::panic::{self, Location};
 use std::sync::Arc;
 
 use crate::rt::cell::RtCell;
 use crate::rt::clock::VClock;
 use crate::rt::trace::Op;
-use crate::rt::{current_exec, Execution, Fired, Gid, ObjMeta, WaitReason, Waiter};
+use crate::rt::{current_exec, Execution, Fired, Gid, GoPanic, ObjMeta, WaitReason, Waiter};
 
 /// Go's `sync.Once`. Cloning gives another handle to the same `Once`.
 ///
@@ -112,8 +115,19 @@ impl Once {
             cx.park(WaitReason::OnceDo, Some(&inner.meta), Op::OnceDo);
         }
         drop(cx);
-        f();
-        // A panic in `f` ends the execution; there is no one left to tell.
+        if let Err(payload) = panic::catch_unwind(panic::AssertUnwindSafe(f)) {
+            // A Go panic counts as a return, as in Go; any other unwinding ends the execution.
+            if crate::rt::go_panicking() {
+                self.finish(at);
+            }
+            panic::resume_unwind(payload);
+        }
+        self.finish(at);
+    }
+
+    /// Marks the function returned and wakes the goroutines waiting for it.
+    fn finish(&self, at: &'static Location<'static>) {
+        let inner = &*self.inner;
         let cx = inner.exec.enter(at);
         let mut b = cx.books();
         let clock = cx.release_clock(&mut b);
@@ -135,7 +149,8 @@ impl Once {
 }
 
 /// `sync.OnceFunc(f)`: a function that calls `f` the first time it is called; every call
-/// returns once that first call of `f` has returned (Go 1.21).
+/// returns once that first call of `f` has returned (Go 1.21). If `f` panics, every call
+/// panics with the same value, as in Go.
 ///
 /// # Examples
 ///
@@ -154,13 +169,24 @@ impl Once {
 pub fn once_func(f: impl FnOnce() + Send + 'static) -> impl Fn() + Clone + Send + Sync + 'static {
     let once = Once::new();
     let f = Arc::new(std::sync::Mutex::new(Some(f)));
+    // The value `f` panicked with, if it did: every later call panics with it again.
+    let panicked = Arc::new(std::sync::Mutex::new(None::<String>));
     move || {
         once.do_(|| {
             let f = f.lock().expect("not poisoned").take();
             if let Some(f) = f {
-                f();
+                if let Err(payload) = panic::catch_unwind(panic::AssertUnwindSafe(f)) {
+                    if let Some(p) = payload.downcast_ref::<GoPanic>() {
+                        *panicked.lock().expect("not poisoned") = Some(p.message.clone());
+                    }
+                    panic::resume_unwind(payload);
+                }
             }
-        })
+        });
+        let value = panicked.lock().expect("not poisoned").clone();
+        if let Some(value) = value {
+            crate::panic(value);
+        }
     }
 }
 

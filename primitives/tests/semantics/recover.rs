@@ -3,7 +3,7 @@
 
 use primitives::explore::Engine;
 use primitives::sync::Mutex;
-use primitives::{defer, go, recover, Chan, Verdict};
+use primitives::{defer, go, recover, Chan, Shared, Verdict};
 use rstest::rstest;
 
 use crate::harness::{expect, expect_clean};
@@ -119,4 +119,36 @@ fn a_kernel_assertion_is_not_a_go_panic(
     expect(engine, Verdict::Assert, "assertion", || {
         let _ = recover(|| assert_eq!(1, 2, "the kernel's own invariant"));
     });
+}
+
+/// Go's fatal errors (`throw`: unlock of an unlocked mutex, concurrent map writes) are not
+/// panics: no `recover` stops them and no deferred call runs.
+#[rstest]
+fn a_fatal_error_is_not_recovered_and_runs_no_deferred_call(
+    #[values(
+        Engine::Loom,
+        Engine::ShuttlePct,
+        Engine::ShuttleRandom,
+        Engine::ShuttleUrw,
+        Engine::ShuttleDfs,
+        Engine::Std
+    )]
+    engine: Engine,
+) {
+    expect(
+        engine,
+        Verdict::Panic,
+        "fatal error: sync: unlock of unlocked mutex",
+        || {
+            let (mu, ran) = (Mutex::new(), Shared::new(false));
+            let r = ran.clone();
+            let _ = recover(move || {
+                let _mark = defer(|| r.set(true));
+                mu.unlock();
+            });
+            // Reached only if the fatal error were recovered; the deferred mark tells whether
+            // the deferred call ran on the way.
+            assert!(!ran.get(), "a deferred call ran during a fatal error");
+        },
+    );
 }
