@@ -1,21 +1,22 @@
-//! Go's own test programs, ported: the channel tests of `test/chan/`, `test/ken/chan1.go`,
-//! `test/closedchan.go`, the sync package's tests and `src/runtime/chan_test.go`. Each test is
+//! Go's own test programs, ported: the channel tests of `test/chan/`, `test/ken/chan1.go` and
+//! `test/closedchan.go` (the sync package's tests are in `golang_sync.rs`, those of
+//! `src/runtime/chan_test.go` in `golang_runtime.rs`). Each test is
 //! named after the Go test or program it comes from and says what was scaled down: loom explores
 //! every interleaving, so the programs keep to a main goroutine and at most four others, with
 //! loop counts of two or three where Go has hundreds. Where Go lets goroutines block forever at
 //! exit, the port closes a channel or unblocks them instead, since a goroutine left blocked
 //! after main returns is a leak here.
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex as StdMutex};
+use std::cell::Cell;
+use std::sync::Arc;
 use std::time::Duration;
 
-use primitives::explore::{explore, Engine};
-use primitives::sync::{AtomicI32, Cond, Mutex, Once, RwMutex, WaitGroup};
+use primitives::explore::Engine;
+use primitives::sync::WaitGroup;
 use primitives::{go, gosched, select, time, Chan, Shared, Verdict};
 use rstest::rstest;
 
-use crate::harness::{expect, expect_clean, expect_clean_lazy, settings};
+use crate::harness::{expect, expect_clean, expect_clean_lazy};
 
 /// From `test/closedchan.go`: a closed channel first yields what was buffered, then the zero
 /// value with ok false, to plain receives and to selects alike; sends on it panic; `len` and `cap`
@@ -495,12 +496,11 @@ fn chan1(
     });
 }
 
-/// From `src/sync/mutex_test.go`, `TestMutex`: `TryLock` fails on a locked mutex and succeeds on
-/// an unlocked one; then goroutines hammer the mutex (`HammerMutex`). Scaled: Go's ten
-/// goroutines of a thousand iterations are two of two; a counter under the lock checks mutual
-/// exclusion, as the race detector does in Go's run under `-race`.
+/// From `test/chan/select.go`: a select evaluates each send case's value once on entry, in
+/// source order, whichever case it then takes (Go's `GetValue` counts the evaluations: ten in
+/// all), and the case of a nil channel is never taken. Kept whole: it is one goroutine.
 #[rstest]
-fn test_mutex(
+fn select_(
     #[values(
         Engine::Loom,
         Engine::ShuttlePct,
@@ -512,84 +512,44 @@ fn test_mutex(
     engine: Engine,
 ) {
     expect_clean(engine, || {
-        let m = Mutex::new();
-        m.lock();
-        assert!(!m.try_lock(), "TryLock succeeded with mutex locked");
-        m.unlock();
-        assert!(m.try_lock(), "TryLock failed with mutex unlocked");
-        m.unlock();
-
-        let (n, done) = (Shared::new(0), Chan::<bool>::new(0));
-        for _ in 0..2 {
-            let (m, n, done) = (m.clone(), n.clone(), done.clone());
-            go(move || {
-                for _ in 0..2 {
-                    m.lock();
-                    n.set(n.get() + 1);
-                    m.unlock();
+        let (counter, shift) = (Cell::new(0u32), Cell::new(0u32));
+        let get_value = || {
+            counter.set(counter.get() + 1);
+            1u32 << shift.get()
+        };
+        let send = |mut a: Chan<u32>, mut b: Chan<u32>| {
+            let mut i = 0;
+            loop {
+                select! {
+                    send(a, get_value()) => {
+                        i += 1;
+                        a = Chan::nil();
+                    },
+                    send(b, get_value()) => {
+                        i += 1;
+                        b = Chan::nil();
+                    },
+                    default => break,
                 }
-                done.send(true);
-            });
-        }
-        for _ in 0..2 {
-            done.recv();
-        }
-        assert_eq!(n.get(), 4);
+                shift.set(shift.get() + 1);
+            }
+            i
+        };
+        let (a, b) = (Chan::<u32>::new(1), Chan::<u32>::new(1));
+        assert_eq!(send(a.clone(), b.clone()), 2, "Send(a, b)");
+        let (av, bv) = (a.recv().unwrap(), b.recv().unwrap());
+        assert_eq!(av | bv, 3, "bad values {av} {bv}");
+        assert_eq!(send(a.clone(), Chan::nil()), 1, "Send(a, nil)");
+        assert_eq!(counter.get(), 10, "counter");
     });
 }
 
-/// From `src/sync/rwmutex_test.go`, `TestRWMutex` (`HammerRWMutex`): readers add 1 to an
-/// activity counter and writers 10000 while holding the lock; a reader must never see a
-/// writer's share, a writer must see only its own. Scaled: Go's ten readers and a writer of a
-/// thousand iterations (and its GOMAXPROCS variations) are two readers and one writer of one
-/// iteration each; Go's busy-wait inside the critical sections is left out.
+/// From `test/chan/select2.go`: a receiver selecting between a channel with a sender and one
+/// without takes every value from the first. Scaled: Go's two rounds of 100,000 values are two
+/// rounds of three; Go measures the memory the second round allocates, which has no counterpart
+/// here and is left out.
 #[rstest]
-fn test_rwmutex(
-    #[values(
-        Engine::Loom,
-        Engine::ShuttlePct,
-        Engine::ShuttleRandom,
-        Engine::ShuttleUrw,
-        Engine::ShuttleDfs,
-        Engine::Std
-    )]
-    engine: Engine,
-) {
-    expect_clean(engine, || {
-        let (rw, activity, cdone) = (RwMutex::new(), AtomicI32::new(0), Chan::<bool>::new(0));
-        {
-            let (rw, activity, cdone) = (rw.clone(), activity.clone(), cdone.clone());
-            go(move || {
-                rw.lock();
-                let n = activity.add(10000);
-                assert_eq!(n, 10000, "wlock({n})");
-                activity.add(-10000);
-                rw.unlock();
-                cdone.send(true);
-            });
-        }
-        for _ in 0..2 {
-            let (rw, activity, cdone) = (rw.clone(), activity.clone(), cdone.clone());
-            go(move || {
-                rw.rlock();
-                let n = activity.add(1);
-                assert!((1..10000).contains(&n), "rlock({n})");
-                activity.add(-1);
-                rw.runlock();
-                cdone.send(true);
-            });
-        }
-        for _ in 0..3 {
-            cdone.recv();
-        }
-    });
-}
-
-/// From `src/sync/waitgroup_test.go`, `TestWaitGroup` (`testWaitGroup`): goroutines report in
-/// on one WaitGroup and wait on a second; none may pass the second before main has called every
-/// `Done` on it. Scaled: Go's sixteen goroutines are three.
-#[rstest]
-fn test_waitgroup(
+fn select2(
     #[values(
         Engine::Loom,
         Engine::ShuttlePct,
@@ -602,36 +562,30 @@ fn test_waitgroup(
 ) {
     expect_clean(engine, || {
         const N: usize = 3;
-        let (wg1, wg2) = (WaitGroup::new(), WaitGroup::new());
-        wg1.add(N as i64);
-        wg2.add(N as i64);
-        let exited = Chan::<bool>::new(N);
-        for _ in 0..N {
-            let (wg1, wg2, exited) = (wg1.clone(), wg2.clone(), exited.clone());
+        let (c, dummy) = (Chan::<i32>::new(0), Chan::<i32>::new(0));
+        for _ in 0..2 {
+            let tx = c.clone();
             go(move || {
-                wg1.done();
-                wg2.wait();
-                exited.send(true);
+                for _ in 0..N {
+                    tx.send(1);
+                }
             });
-        }
-        wg1.wait();
-        for _ in 0..N {
-            select! {
-                recv(exited) -> _ => panic!("WaitGroup released group too soon"),
-                default => {},
+            for _ in 0..N {
+                select! {
+                    recv(c) => {},
+                    recv(dummy) => panic!("dummy"),
+                }
             }
-            wg2.done();
-        }
-        for _ in 0..N {
-            exited.recv();
         }
     });
 }
 
-/// From `src/sync/cond_test.go`, `TestCondSignal`: each `Signal` wakes exactly one waiter, and a
-/// `Signal` with no waiter is a no-op. Scaled: Go's two waiters are kept; they already fit.
+/// From `test/chan/select4.go`: only the case a select takes does its work; Go checks that the
+/// assignment target of a receive case that is not taken (`*f() = <-c1`) is never evaluated.
+/// In Rust that target lives in the case's body, which runs only for the case taken, so the port
+/// checks the other half: the ready case is taken and delivers its value.
 #[rstest]
-fn test_cond_signal(
+fn select4(
     #[values(
         Engine::Loom,
         Engine::ShuttlePct,
@@ -643,46 +597,24 @@ fn test_cond_signal(
     engine: Engine,
 ) {
     expect_clean(engine, || {
-        let m = Mutex::new();
-        let c = Cond::new(&m);
-        let mut n = 2;
-        let (running, awake) = (Chan::<bool>::new(n), Chan::<bool>::new(n));
-        for _ in 0..n {
-            let (m, c, running, awake) = (m.clone(), c.clone(), running.clone(), awake.clone());
-            go(move || {
-                m.lock();
-                running.send(true);
-                c.wait();
-                awake.send(true);
-                m.unlock();
-            });
+        let (c, c1) = (Chan::<i32>::new(1), Chan::<i32>::new(0));
+        c.send(42);
+        let x;
+        select! {
+            recv(c1) => panic!("BUG: called f"),
+            recv(c) -> v => x = v.unwrap(),
         }
-        for _ in 0..n {
-            running.recv();
-        }
-        while n > 0 {
-            select! {
-                recv(awake) -> _ => panic!("goroutine not asleep"),
-                default => {},
-            }
-            m.lock();
-            c.signal();
-            m.unlock();
-            awake.recv();
-            select! {
-                recv(awake) -> _ => panic!("too many goroutines awake"),
-                default => {},
-            }
-            n -= 1;
-        }
-        c.signal();
+        assert_eq!(x, 42, "BUG: {x}");
     });
 }
 
-/// From `src/sync/once_test.go`, `TestOnce`: goroutines race into `Do`; the function runs once,
-/// and every `Do` returns only after it has run. Scaled: Go's ten goroutines are three.
+/// From `test/chan/select6.go` (Go issue 2075): when a parked select is woken by one case, it
+/// must leave the queues of its other channels intact. Here a select waits on `c1` behind a
+/// plain receiver and is woken by `c2`; two later sends on `c1` must reach the first receiver
+/// and the select's goroutine's own second receive, or both sit in a corrupted queue. Kept
+/// whole.
 #[rstest]
-fn test_once(
+fn select6(
     #[values(
         Engine::Loom,
         Engine::ShuttlePct,
@@ -694,29 +626,92 @@ fn test_once(
     engine: Engine,
 ) {
     expect_clean(engine, || {
-        let (once, o, c) = (Once::new(), Shared::new(0), Chan::<bool>::new(0));
-        for _ in 0..3 {
-            let (once, o, c) = (once.clone(), o.clone(), c.clone());
-            go(move || {
-                once.do_(|| o.set(o.get() + 1));
-                assert_eq!(o.get(), 1, "once failed inside run");
-                c.send(true);
-            });
-        }
-        for _ in 0..3 {
+        let (c1, c2, c3) = (
+            Chan::<bool>::new(0),
+            Chan::<bool>::new(0),
+            Chan::<bool>::new(0),
+        );
+        let r1 = c1.clone();
+        go(move || {
+            r1.recv();
+        });
+        let (r1, r2, s3) = (c1.clone(), c2.clone(), c3.clone());
+        go(move || {
+            select! {
+                recv(r1) => panic!("dummy"),
+                recv(r2) => s3.send(true),
+            }
+            r1.recv();
+        });
+        let s2 = c2.clone();
+        go(move || s2.send(true));
+        c3.recv();
+        c1.send(true);
+        c1.send(true);
+    });
+}
+
+/// `test/chan/select7.go`'s receivers: a plain receive, a one-case select, a two-case select.
+fn recv_with(kind: usize, c: Chan<i32>) {
+    match kind {
+        0 => {
             c.recv();
         }
-        assert_eq!(o.get(), 1, "once failed outside run");
+        1 => select! { recv(c) => {} },
+        _ => {
+            let c2 = Chan::<i32>::new(0);
+            select! {
+                recv(c) => {},
+                recv(c2) => {},
+            }
+        }
+    }
+}
+
+/// From `test/chan/select7.go`: a value sent by a plain send, a one-case select or a two-case
+/// select reaches a receiver that discards it, whichever of the three forms the receiver uses.
+/// Go runs the nine pairs in one program; here each pair is its own case, since loom holds only
+/// a few goroutines per execution.
+#[rstest]
+fn select7(
+    #[values(
+        Engine::Loom,
+        Engine::ShuttlePct,
+        Engine::ShuttleRandom,
+        Engine::ShuttleUrw,
+        Engine::ShuttleDfs,
+        Engine::Std
+    )]
+    engine: Engine,
+    #[values(0, 1, 2)] send_kind: usize,
+    #[values(0, 1, 2)] recv_kind: usize,
+) {
+    expect_clean(engine, move || {
+        let c = Chan::<i32>::new(0);
+        let rc = c.clone();
+        go(move || recv_with(recv_kind, rc));
+        gosched();
+        match send_kind {
+            0 => c.send(1),
+            1 => select! { send(c, 1) => {} },
+            _ => {
+                let c2 = Chan::<i32>::new(0);
+                select! {
+                    send(c, 1) => {},
+                    send(c2, 1) => {},
+                }
+            }
+        }
     });
 }
 
-/// From `src/runtime/chan_test.go`, `TestPseudoRandomSend`: a select with two ready send cases
-/// on one channel sends each value a fair share of the time, on an unbuffered and on a
-/// buffered channel. Scaled: Go's hundred sends per run are ten, and Go's bound (each value
-/// more than a tenth of the sends) is checked over the whole exploration rather than per run,
-/// since an exploring engine's choices are not independent coin flips in one run.
+/// From `test/chan/select8.go`: one-, two- and three-case selects, with and without `default`,
+/// each end their case and go on (Go checks that `break` leaves the select; a Rust body simply
+/// ends). A goroutine keeps sending on `ch`, so the receive cases may be taken; the send case
+/// on `ch` never is, since nobody receives. Go's sender loops forever and is left behind at
+/// exit; here it also selects on a `quit` channel that main closes at the end.
 #[rstest]
-fn test_pseudo_random_send(
+fn select8(
     #[values(
         Engine::Loom,
         Engine::ShuttlePct,
@@ -727,46 +722,88 @@ fn test_pseudo_random_send(
     )]
     engine: Engine,
 ) {
-    for cap in [0, 10] {
-        let counts = Arc::new(StdMutex::new(BTreeMap::<i32, u64>::new()));
-        let sink = counts.clone();
-        let mut s = settings(engine);
-        s.stop_at_first_failure = false;
-        s.budget = s.budget.min(200);
-        let found = explore(
-            &s,
-            Arc::new(move || {
-                const N: usize = 10;
-                let (c, done) = (Chan::<i32>::new(cap), Chan::<Vec<i32>>::new(0));
-                let (rx, d) = (c.clone(), done.clone());
-                go(move || {
-                    let l: Vec<i32> = (0..N).map(|_| rx.recv().unwrap()).collect();
-                    d.send(l);
-                });
-                for _ in 0..N {
-                    select! {
-                        send(c, 0) => {},
-                        send(c, 1) => {},
-                    }
-                }
-                let l = done.recv().unwrap();
-                let mut counts = sink.lock().unwrap();
-                for v in l {
-                    *counts.entry(v).or_default() += 1;
-                }
-            }),
-        );
-        assert_eq!(found.error, None);
-        assert!(found.first_failure.is_none(), "{engine}: a run failed");
-        let counts = counts.lock().unwrap();
-        let (n0, n1) = (
-            counts.get(&0).copied().unwrap_or(0),
-            counts.get(&1).copied().unwrap_or(0),
-        );
-        let total = n0 + n1;
-        assert!(
-            n0 > total / 10 && n1 > total / 10,
-            "{engine}, cap {cap}: want pseudo-random, got {n0} zeros and {n1} ones"
-        );
-    }
+    expect_clean(engine, || {
+        let (ch, quit) = (Chan::<i32>::new(0), Chan::<()>::new(0));
+        let (tx, q) = (ch.clone(), quit.clone());
+        go(move || loop {
+            select! {
+                send(tx, 5) => {},
+                recv(q) => return,
+            }
+        });
+        select! {
+            recv(ch) -> v => assert_eq!(v, Some(5)),
+        }
+        select! {
+            default => {},
+        }
+        select! {
+            recv(ch) -> v => assert_eq!(v, Some(5)),
+            default => {},
+        }
+        select! {
+            recv(ch) -> v => assert_eq!(v, Some(5)),
+            send(ch, 10) => panic!("unreachable"),
+            default => {},
+        }
+        quit.close();
+    });
+}
+
+/// From `test/chan/sendstmt.go`, `chanchan`: a send case's channel may itself come from a
+/// receive (`case <-cc <- 2`), evaluated on entry to the select. Go's `sendprec` checks how Go
+/// parses `c <- false || true` and has no counterpart in Rust.
+#[rstest]
+fn sendstmt(
+    #[values(
+        Engine::Loom,
+        Engine::ShuttlePct,
+        Engine::ShuttleRandom,
+        Engine::ShuttleUrw,
+        Engine::ShuttleDfs,
+        Engine::Std
+    )]
+    engine: Engine,
+) {
+    expect_clean(engine, || {
+        let cc = Chan::<Chan<i32>>::new(1);
+        let c = Chan::<i32>::new(1);
+        cc.send(c.clone());
+        let target = cc.recv().unwrap();
+        select! {
+            send(target, 2) => {},
+            default => panic!("nonblock"),
+        }
+        assert_eq!(c.recv(), Some(2), "bad receive");
+    });
+}
+
+/// From `test/chan/goroutines.go`: a chain of goroutines, each passing one value from its right
+/// channel to its left, is threaded together and torn down by one send at the right end.
+/// Scaled: Go's 10,000 goroutines are three (and the sender), so loom can hold them.
+#[rstest]
+fn goroutines(
+    #[values(
+        Engine::Loom,
+        Engine::ShuttlePct,
+        Engine::ShuttleRandom,
+        Engine::ShuttleUrw,
+        Engine::ShuttleDfs,
+        Engine::Std
+    )]
+    engine: Engine,
+) {
+    expect_clean(engine, || {
+        const N: usize = 3;
+        let leftmost = Chan::<i32>::new(0);
+        let (mut left, mut right) = (leftmost.clone(), leftmost.clone());
+        for _ in 0..N {
+            right = Chan::new(0);
+            let (l, r) = (left.clone(), right.clone());
+            go(move || l.send(r.recv().unwrap()));
+            left = right.clone();
+        }
+        go(move || right.send(1));
+        assert_eq!(leftmost.recv(), Some(1));
+    });
 }

@@ -6,6 +6,8 @@ mod chan;
 mod context_time;
 mod dfs;
 mod golang;
+mod golang_runtime;
+mod golang_sync;
 mod harness;
 mod hb;
 mod misuse;
