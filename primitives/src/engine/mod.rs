@@ -28,7 +28,13 @@ pub(crate) enum RawMutex {
     /// parking_lot's: its `unlock_fair` lets a preempted goroutine hand the lock on.
     Std(parking_lot::Mutex<()>),
     Loom(loom::sync::Mutex<()>),
-    Shuttle(shuttle::sync::Mutex<()>),
+    /// No lock: shuttle runs one thread at a time and switches only inside its own operations,
+    /// none of which the runtime calls while it works on its books (see [`RawGuard::Resumed`]).
+    /// Taking it is one scheduling point, the start of a Go operation, and releasing it is
+    /// none, so each Go operation is one step for shuttle's schedulers (a lock of shuttle's
+    /// would be two, its acquire and its release, and PCT's change points would fall between
+    /// them as often as between Go operations).
+    Shuttle,
 }
 
 impl<'a> RawGuard<'a> {
@@ -47,9 +53,8 @@ impl<'a> RawGuard<'a> {
 pub(crate) enum RawGuard<'a> {
     Std(parking_lot::MutexGuard<'a, ()>),
     Loom(loom::sync::MutexGuard<'a, ()>),
-    Shuttle(shuttle::sync::MutexGuard<'a, ()>),
-    /// loom and shuttle, after a park: the goroutine holds no engine lock, yet runs alone in
-    /// the runtime. Both engines switch threads only inside their own operations, and inside
+    /// shuttle always, and loom after a park: the goroutine holds no engine lock, yet runs
+    /// alone in the runtime. Both engines switch threads only inside their own operations, and inside
     /// the runtime (between taking the lock and releasing it) only operations that do not
     /// switch are called: waking and spawning are deferred until after the release. So no
     /// goroutine is ever switched out while it holds the runtime, and one that resumes from a
@@ -63,7 +68,7 @@ impl RawMutex {
         match kind {
             EngineKind::Std => RawMutex::Std(parking_lot::Mutex::new(())),
             EngineKind::Loom => RawMutex::Loom(loom::sync::Mutex::new(())),
-            EngineKind::Shuttle => RawMutex::Shuttle(shuttle::sync::Mutex::new(())),
+            EngineKind::Shuttle => RawMutex::Shuttle,
         }
     }
 
@@ -73,9 +78,10 @@ impl RawMutex {
         match self {
             RawMutex::Std(m) => RawGuard::Std(m.lock()),
             RawMutex::Loom(m) => RawGuard::Loom(m.lock().unwrap_or_else(PoisonError::into_inner)),
-            RawMutex::Shuttle(m) => {
+            RawMutex::Shuttle => {
                 crate::explore::dfs::op_start();
-                RawGuard::Shuttle(m.lock().unwrap_or_else(PoisonError::into_inner))
+                shuttle_engine::runtime::thread::switch();
+                RawGuard::Resumed
             }
         }
     }
@@ -92,7 +98,9 @@ impl RawMutex {
 pub(crate) enum Parker {
     Std(parking_lot::Condvar),
     Loom(std::sync::Mutex<Option<loom::thread::Thread>>),
-    Shuttle(std::sync::Mutex<Option<shuttle::thread::Thread>>),
+    /// The shuttle task; woken through shuttle's execution state directly, since
+    /// `Thread::unpark` is a scheduling point of its own.
+    Shuttle(std::sync::Mutex<Option<shuttle_engine::runtime::task::TaskId>>),
 }
 
 impl Parker {
@@ -114,7 +122,7 @@ impl Parker {
                 *t.lock().unwrap_or_else(PoisonError::into_inner) = Some(me);
             }
             Parker::Shuttle(t) => {
-                let me = shuttle::thread::current();
+                let me = shuttle_engine::current::me();
                 *t.lock().unwrap_or_else(PoisonError::into_inner) = Some(me);
             }
         }
@@ -149,7 +157,7 @@ impl Parker {
                 loom::thread::park();
                 RawGuard::Resumed
             }
-            (Parker::Shuttle(_), g @ (RawGuard::Shuttle(_) | RawGuard::Resumed)) => {
+            (Parker::Shuttle(_), g @ RawGuard::Resumed) => {
                 drop(g);
                 after_release(deferred);
                 shuttle::thread::park();
@@ -165,18 +173,20 @@ impl Parker {
             Parker::Std(c) => {
                 c.notify_one();
             }
-            // The thread handle is cloned out first: shuttle switches threads inside `unpark`,
-            // and the next thread on this OS thread may want the same std mutex.
             Parker::Loom(t) => {
                 let t = t.lock().unwrap_or_else(PoisonError::into_inner).clone();
                 if let Some(t) = t {
                     t.unpark();
                 }
             }
+            // Not `Thread::unpark`, which switches first: the waker's next Go operation starts
+            // with a scheduling point anyway, and the woken task's token is seen only by it.
             Parker::Shuttle(t) => {
-                let t = t.lock().unwrap_or_else(PoisonError::into_inner).clone();
+                let t = *t.lock().unwrap_or_else(PoisonError::into_inner);
                 if let Some(t) = t {
-                    t.unpark();
+                    shuttle_engine::runtime::execution::ExecutionState::with(|s| {
+                        s.get_mut(t).unpark();
+                    });
                 }
             }
         }

@@ -32,7 +32,7 @@ std::thread_local! {
 }
 
 /// Marks the next scheduling point as the start of a Go operation: the only place the search
-/// preempts. shuttle also switches inside an operation (at a release, in `unpark`), but a
+/// preempts. shuttle also switches where a goroutine parks, yields or starts another, but a
 /// goroutine preempted there would only be run again, or the others would run the same Go
 /// operations in the same order, as a preemption at the next operation's start gives: the code
 /// between two Go operations touches nothing another goroutine sees.
