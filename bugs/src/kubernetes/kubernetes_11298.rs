@@ -28,11 +28,9 @@ inventory::submit! {
              master changer, one `After(cond.Wait)` goroutine per service round, and the timer \
              goroutine",
         ),
-        // The one ordering that loses the signal is rare for PCT. Measured with a budget of
-        // 10,000 over seeds 1 to 10, PCT found it at seeds 1, 2, 4, 6, 7, 9 and 10 (after 7,742
-        // schedules at seed 1, the default; 8,356 at most) and missed it at seeds 3, 5 and 8,
-        // which need 10,416, 40,811 and 10,076. With 20,000 the default seed finds it with
-        // room to spare, and nine seeds of ten do; PCT can still miss it at others (seed 5).
+        // The one ordering that loses the signal is rare for PCT. Measured over seeds 1 to 10
+        // (`harness bench`), PCT needs 155 to 10,780 schedules (7,804 at seed 1, the default):
+        // a budget of 20,000 holds every one of them; PCT may still miss it at other seeds.
         budget: Budget {
             shuttle: 20_000,
             ..Budget::DEFAULT
