@@ -98,7 +98,7 @@ fn new_port_allocator(variant: Variant) -> Arc<PortAllocator> {
 }
 
 /// The network manager is made (`newNetworkManager` calls `newPortAllocator`), then a
-/// container asks for a dynamic port (`allocatePort` with a frontend port of 0).
+/// container asks for a dynamic port (`NetworkInterface.AllocatePort`, frontend port 0).
 fn test_moby_d32f1846(variant: Variant) {
     let port_allocator = new_port_allocator(variant);
     let ext_port = port_allocator.acquire(0).expect("a free port");
