@@ -19,7 +19,7 @@ inventory::submit! {
         asplos: Some("non-blocking-bugs/etcd/2e59635bea6a105581087bb93f68186f35cb0263.txt"),
         source: Source::Diff("2e59635b"),
         fix: Fix::Upstream("2e59635b"),
-        review: "",
+        review: "faithful after mends: Checked against 2e59635b (= ASPLOS diff) and peer.go, peer_hub.go, etcd.go, participant.go, etcd_test.go at 6dc49def: the idle send goroutine's own wg.Add races peer.stop's Wait exactly as upstream; one-hunk fix mapped; the mends (Server.Run's line range, a source for idle peers) are made.",
         file: file!(),
         ..Bug::DEFAULT
     }

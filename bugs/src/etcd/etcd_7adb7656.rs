@@ -20,7 +20,7 @@ inventory::submit! {
         source: Source::Diff("7adb7656"),
         fix: Fix::Upstream("7adb7656"),
         loom: Loom::DoesNotApply("main, Bootstrap and maxInflight = 4 handle goroutines: six goroutines, loom holds five"),
-        review: "",
+        review: "faithful after mends: Checked against 7adb7656 (= ASPLOS diff) and peer.go, peer_hub.go, etcd.go, etcd_test.go at b8b57346: participate's handlers add themselves to the wg after their go, racing peer.stop's blocking Wait, as upstream; both hunks mapped; the mends (Bootstrap's line cite, a Go-version source for the reuse panic, TestMultipleNodes admitted as the porter's choice) are made.",
         file: file!(),
         ..Bug::DEFAULT
     }

@@ -18,7 +18,7 @@ inventory::submit! {
         asplos: Some("non-blocking-bugs/grpc-go/3bf110cd0cef4e896aa6331d44ca4a0c407bbaf3.txt"),
         source: Source::Test("grpc/grpc-go test/end2end_test.go @ 3bf110cd^"),
         fix: Fix::Upstream("3bf110cd"),
-        review: "",
+        review: "faithful after mends: Checked against 3bf110cd (ASPLOS non-blocking/grpc-go/3bf110cd…), test/end2end_test.go, server.go, clientconn.go and stats/stats_test.go at 3bf110cd^, issue #1552 and PR #1554. The kernel has the same unordered `c.rawConn` writes from two `handleRawConn` goroutines, with all three creds hunks switched, and leaving out the stats-test race is sound and admitted; the mends are made (no unsourced reconnect cause left, the client's connecting goroutine cited at clientconn.go:694-703 and :1016).",
         file: file!(),
         ..Bug::DEFAULT
     }

@@ -20,7 +20,7 @@ inventory::submit! {
         asplos: Some("blocking-bugs/grpc-go/484b3ebb4ab56d3decc8240d599718bdbefcf7eb.txt"),
         source: Source::Diff("484b3ebb"),
         fix: Fix::Upstream("484b3ebb"),
-        review: "",
+        review: "faithful after mends: Checked against 484b3ebb (ASPLOS blocking/grpc-go/484b3ebb…), transport/{http2_client,control,http2_server,bdp_estimator}.go and call.go/stream.go at 484b3ebb^, test/end2end_test.go at 484b3ebb, and issue #1850. The kernel has the same quota leak and the fix is switched at the right line; both prose mends are made (dim13's report named, the CI dump placed on a tree carrying the new test, and the reversed local-quota/window ratio admitted with its BDP precondition).",
         file: file!(),
         ..Bug::DEFAULT
     }

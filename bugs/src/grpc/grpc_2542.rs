@@ -20,7 +20,7 @@ inventory::submit! {
         asplos: None,
         source: Source::Diff("97da9e08"),
         fix: Fix::Upstream("35c3afad"),
-        review: "",
+        review: "faithful after mends: Checked against issue #2542's race report, clientconn.go and internal/transport/http2_client.go at 97da9e08, `git diff 97da9e08 35c3afad`, b20cbb449, 1b41b79f and the PR #2544 review. The kernel has the same onGoAway-vs-onClose double reset and the same unordered writes under RLock; the 35c3afad `oneReset` fix is a sound, sourced choice, and the mends are made: the walkthrough now admits the maintainer's `ac.mu` fix and no longer says 35c3afad removed the race.",
         file: file!(),
         ..Bug::DEFAULT
     }

@@ -21,7 +21,7 @@ inventory::submit! {
         asplos: Some("non-blocking-bugs/kubernetes/1f78b0fc6fe497dc2bcee755cc28369756ac41d0.txt"),
         source: Source::Diff("1f78b0fc"),
         fix: Fix::Upstream("1f78b0fc"),
-        review: "",
+        review: "faithful after mends: Checked against the 1f78b0fc diff (system-pclub), PR #587's title and a 2014 kubelet.go in the search index (podWorkers.Run, SyncPods, createNetworkContainer, NewIntegrationTestKubelet with FakeDockerPuller): the unlocked appends of two pod workers to the shared fakes and the fix's per-method lock are faithful; the two prose mends are made (SyncPods' dropped second ListContainers is named in Deviations; the goroutine pair is said to be a reading, with no race report).",
         file: file!(),
         ..Bug::DEFAULT
     }

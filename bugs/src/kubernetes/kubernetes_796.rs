@@ -21,7 +21,7 @@ inventory::submit! {
         asplos: Some("non-blocking-bugs/kubernetes/2e02967acae23126402560a246bafc16d364a52d.txt"),
         source: Source::Diff("2e02967a"),
         fix: Fix::Upstream("2e02967a"),
-        review: "",
+        review: "faithful: Checked against the 2e02967a diff (system-pclub) and a pre-fix pkg/proxy/proxier.go in the search index (value-receiver OnUpdate): the copy sharing serviceMap with a separate mutex, the map write under the copy's lock against AcceptHandler's read under Proxier.mu, and the pointer-receiver fix are faithful; the unlocked mutex copy and the kernel's own test are admitted.",
         file: file!(),
         ..Bug::DEFAULT
     }

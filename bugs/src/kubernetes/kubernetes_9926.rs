@@ -20,7 +20,7 @@ inventory::submit! {
         asplos: Some("non-blocking-bugs/kubernetes/de1f246e891fd6794185373f3d3722f80e1048d5.txt"),
         source: Source::Diff("de1f246e"),
         fix: Fix::Upstream("de1f246e"),
-        review: "",
+        review: "faithful after mends: Checked against the de1f246e diff (system-pclub) and PR #9926's thread: the capabilities.go code and the lock fix are faithful; upstream's reported race is between pod workers each calling capabilities.Get() (nil check vs once.Do write), and the mends are made: the kernel now races two pod workers' Get on a never-set pointer, and the walkthrough cites the PR's report link, call path and reasons (trace block to be re-blessed).",
         file: file!(),
         ..Bug::DEFAULT
     }

@@ -19,7 +19,7 @@ inventory::submit! {
         asplos: Some("non-blocking-bugs/kubernetes/aa808a650585daf17dcbcd13d4d68e7398d4dfd9.txt"),
         source: Source::Diff("aa808a65"),
         fix: Fix::Upstream("aa808a65"),
-        review: "",
+        review: "faithful after mends: Checked against aa808a65 (= ASPLOS diff) and a stored 2014 kubelet.go just after the fix (corroborating the lines between hunks): the collector's last map write races SyncManifests' reads after Wait, as upstream; all fix hunks mapped; the mends (a source for the reconstruction, the kill loop now logging and going on, a Go-version source for the map check, the line range) are made.",
         file: file!(),
         ..Bug::DEFAULT
     }

@@ -22,8 +22,8 @@ inventory::submit! {
         asplos: Some("non-blocking-bugs/docker/b32478488ce6d373e44bb8a6c9cb986c773ad48e.txt"),
         source: Source::Diff("b3247848"),
         fix: Fix::Upstream("b3247848"),
-        review: "",
         budget: Budget { timers: Some(TimerMode::Lazy), ..Budget::DEFAULT },
+        review: "faithful: Checked against b3247848 (#23317) and its parent's attach/exit path (container.go, daemon/monitor.go, bytespipe.go): same unlock-then-read of closeErr racing the promise goroutine's second close, fix is the one hunk; faithful; the one mend is made (the dropped no-op stderr attachStream and stdin goroutines are now in Deviations).",
         file: file!(),
         ..Bug::DEFAULT
     }

@@ -21,7 +21,7 @@ inventory::submit! {
         asplos: Some("non-blocking-bugs/docker/378f0657f963fa6c854643571e4fe83628466c01.txt"),
         source: Source::Diff("378f0657"),
         fix: Fix::Upstream("378f0657"),
-        review: "",
+        review: "faithful after mends: Checked against 378f0657 (#24007) and its parent (logger.go, jsonfilelog, daemon/logs.go, cancellableHandler, container Reset): the select-default double close between ContainerLogs' ctx.Done path and the logger's Close is the only concurrent pair at the parent; fix is upstream's Once, Copier hunk rightly not modelled; the prose mend (a handler-goroutine panic does not take the daemon down: net/http recovers it) and the optional journald note are made.",
         file: file!(),
         ..Bug::DEFAULT
     }

@@ -20,7 +20,7 @@ inventory::submit! {
         asplos: Some("blocking-bugs/docker/58befe3081726ef74ea09198cd9488fb42c51f51.txt"),
         source: Source::Diff("58befe30"),
         fix: Fix::Upstream("58befe30"),
-        review: "",
+        review: "faithful after mends: Checked against 58befe30 (merged by fdae64d8, no PR) and archive.go/archive_test.go at its parent: same drain-stdout-then-stderr cycle with the child blocked on a full stderr pipe, fix mapped hunk by hunk; Go would not detect the hang (admitted); the mends are made: the test comment is quoted correctly (\"main failure mode\", with 68278b66's timeout) and the merge commit and the id's origin are cited.",
         file: file!(),
         ..Bug::DEFAULT
     }

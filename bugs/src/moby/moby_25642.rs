@@ -22,8 +22,8 @@ inventory::submit! {
         asplos: Some("blocking-bugs/docker/4d009084de8cad94a180130eb57efa2a98df6d98.txt"),
         source: Source::Diff("4d009084"),
         fix: Fix::Upstream("4d009084"),
-        review: "",
         budget: Budget { timers: Some(TimerMode::Lazy), ..Budget::DEFAULT },
+        review: "faithful: Checked against 4d009084 (#25642) and plugin/manager{,_linux}.go at its parent: Shutdown's pm.Lock under its own deferred RLock, with StateChanged's exitChan handshake, kept line for line; the fix's four-line deletion is the Variant switch; lazy timers admitted with a correct reason; faithful, nothing unadmitted.",
         file: file!(),
         ..Bug::DEFAULT
     }

@@ -20,7 +20,7 @@ inventory::submit! {
         asplos: None,
         source: Source::Diff("c3319445"),
         fix: Fix::Upstream("c3319445"),
-        review: "",
+        review: "faithful after mends: Checked against c3319445 (#26596) and its parent, #26507's own 49dc97db/9366ba24 on 1.12.x, and issues #26384/#26361: the right race, fix and verdict; the mends are made: the false \"#26507 not in the mirror\" claim is replaced (49dc97db/9366ba24 cited), `main` is mapped to the probe goroutine (health.go:158, not :233), and the dropped stdin goroutine is listed.",
         file: file!(),
         ..Bug::DEFAULT
     }

@@ -22,8 +22,8 @@ inventory::submit! {
         asplos: Some("non-blocking-bugs/docker/abfdaca3f86d7951693697fbd849078d6b406478.txt"),
         source: Source::Test("moby/moby server_unit_test.go TestLogEvent @ abfdaca3^"),
         fix: Fix::Upstream("abfdaca3"),
-        review: "",
         budget: Budget { timers: Some(TimerMode::Lazy), ..Budget::DEFAULT },
+        review: "faithful: Checked against abfdaca3 (the only commit of #2848, merged as d9e54e28), `TestLogEvent` and `server.go`/`api.go` at abfdaca3^, and the ASPLOS diff: the right race (read of `srv.events` after one receive vs the next unlocked append), the full upstream fix, every deviation admitted; the dropped checks indeed cannot fail under lazy timers.",
         file: file!(),
         ..Bug::DEFAULT
     }

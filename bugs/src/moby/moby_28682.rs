@@ -22,12 +22,12 @@ inventory::submit! {
         asplos: Some("non-blocking-bugs/docker/4e262f63876018ca78d54a98eee3f533352b0ac9.txt"),
         source: Source::Diff("4e262f63"),
         fix: Fix::Upstream("4e262f63"),
-        review: "",
         loom: Loom::DoesNotApply(
             "the failure needs the stdin goroutine's select to take ctx.Done() while ready is \
              also closed; under loom a goroutine's first select choice goes to the first ready \
              case (ready), so loom never takes the failing branch",
         ),
+        review: "faithful after mends: Checked against 4e262f63 (#28682, merged as 3373227f), `libcontainerd/container_unix.go`, `process_unix.go` and `container/stream/streams.go` at its parent, `TestSlowStdinClosing`, issue #28658 and the ASPLOS diff: the right bug (select picks `ctx.Done()` over a ready `ready`), exact fix, right deadlock verdict, honest loom exclusion; the mends are made: the `main` = daemon+client merge is in Deviations, and both optional notes (the mirror's hunk header, ASPLOS's non-blocking class) are added.",
         file: file!(),
         ..Bug::DEFAULT
     }

@@ -20,7 +20,7 @@ inventory::submit! {
         asplos: Some("blocking-bugs/docker/37addf0a50ccba51630368c6ed09eb08166d6f48.txt"),
         source: Source::Diff("37addf0a"),
         fix: Fix::Upstream("37addf0a"),
-        review: "",
+        review: "faithful: Checked against 37addf0a (= ASPLOS'19 blocking-bugs/docker/37addf0a…), daemon/{container_operations,network,daemon,restart}.go, container/{container,state,view}.go at 37addf0a^ and the PR branch history (eed4c7b73f, aacddda89d, merge 56ad9bb1): the re-entrant container lock in ConnectToNetwork/DisconnectFromNetwork → checkpointAndSave, fixed as upstream; branch-only status stated plainly.",
         file: file!(),
         ..Bug::DEFAULT
     }

@@ -19,7 +19,7 @@ inventory::submit! {
         budget: Budget { race_detector: false, ..Budget::DEFAULT },
         source: Source::Diff("5b55747a"),
         fix: Fix::Upstream("5b55747a"),
-        review: "",
+        review: "faithful after mends: Checked against 5b55747a (merge e4d0fe84, #35482), container/health.go, daemon/{health,stop,monitor,start}.go, libcontainerd/{queue,client_daemon}.go at 5b55747a^ and the backports docker-ce#306/#313: the unlocked check-then-close of Health.stop closed twice by containerStop and the exit event, fixed as upstream; the two prose mends (the unsourced \"built without -race\" claim, the Deviations line on Health creation) are made.",
         file: file!(),
         ..Bug::DEFAULT
     }

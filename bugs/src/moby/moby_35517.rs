@@ -18,7 +18,7 @@ inventory::submit! {
         walkthrough: include_str!("moby_35517.md"),
         source: Source::Diff("7db30ab0"),
         fix: Fix::Upstream("7db30ab0"),
-        review: "",
+        review: "faithful: Checked against 7db30ab0 (the one commit of #35517, merge 9de84a78), container/health.go, daemon/{health,inspect,stop}.go at 7db30ab0^ and docker-ce#306: Health.Status written under Health.mu by CloseMonitorChannel and read under the container lock by inspect, fixed by Status()/SetStatus() as upstream; racing pair is the porter's admitted choice.",
         file: file!(),
         ..Bug::DEFAULT
     }

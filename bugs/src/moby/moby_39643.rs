@@ -20,7 +20,7 @@ inventory::submit! {
         walkthrough: include_str!("moby_39643.md"),
         source: Source::Diff("1ac0a66a"),
         fix: Fix::Upstream("1ac0a66a"),
-        review: "",
+        review: "faithful after mends: Checked against issue #39643, PR #39644 (commit 1ac0a66a, merge 41040b79) and its backports, projectquota.go/types.go, overlay2/overlay.go, layer/layer_store.go, images/service.go at 1ac0a66a^, and 05250a4f (#39135): the unlocked read/insert of Control.quotas (and nextProjectID++) by two parallel container creates, fixed with the RWMutex as upstream; the one false sentence (CreateRWLayer holding no lock) is mended: it now names the per-name lock that does not order two containers.",
         file: file!(),
         ..Bug::DEFAULT
     }

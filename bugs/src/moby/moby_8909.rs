@@ -20,7 +20,7 @@ inventory::submit! {
         asplos: Some("blocking-bugs/docker/03ea2166b66632ee7cdd824d7acd87b15c9bccb2.txt"),
         source: Source::Diff("03ea2166"),
         fix: Fix::Upstream("03ea2166"),
-        review: "",
+        review: "faithful after mends: Checked against 03ea2166 (PR #8929, issue #8909), daemon/list.go, state.go, container.go at 03ea2166^, the ASPLOS diff and the history of the filter (84146719/#6162) and of the lock merge (517ba44e/#7775): the self-deadlock of writeCont and GetExitCode and the one-line fix are exact; the deadlock verdict is honest and the daemon-level hang is explained; the filter's history, the \"ps -a\" condition and the dropped early return are now in the walkthrough. Mends made.",
         file: file!(),
         ..Bug::DEFAULT
     }

@@ -19,7 +19,7 @@ inventory::submit! {
         asplos: Some("non-blocking-bugs/docker/46b1194d996f6535e657bcb88428303305d3fe68.txt"),
         source: Source::Diff("46b1194d"),
         fix: Fix::Upstream("46b1194d"),
-        review: "",
+        review: "faithful after mends: Checked against 46b1194d (PR #9543, merged f91a79e0), pkg/signal/trap.go and docker/daemon.go at 46b1194d^ and the ASPLOS diff: the add-then-load atomicity violation and its one-line fix are exact; upstream nothing blocks and cleanup is skipped, so the kernel now waits for the handlers and asserts the doc comment's promise (trap.go:16), verdict `assert`; the third-signal sentence is corrected. Mends made.",
         file: file!(),
         ..Bug::DEFAULT
     }

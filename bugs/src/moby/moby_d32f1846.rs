@@ -19,7 +19,7 @@ inventory::submit! {
         asplos: Some("non-blocking-bugs/docker/d32f184696519f909d1db56a060b39f0a08b41c5.txt"),
         source: Source::Diff("d32f1846"),
         fix: Fix::Upstream("d32f1846"),
-        review: "",
+        review: "faithful after mends: Checked against d32f1846 (April 2013), network.go at d32f1846^ (with runtime.go, container.go and rcli/tcp.go for the callers) and the ASPLOS diff: the channel field written by the goroutine that feeds it, and upstream's make-it-in-the-constructor fix, are exact; the one-port, one-pass fountain is admitted and needed; the goroutine merge (construction and allocation are two goroutines upstream) is now admitted and the two wording slips are fixed. Mends made.",
         file: file!(),
         ..Bug::DEFAULT
     }
