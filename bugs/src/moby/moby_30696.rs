@@ -484,7 +484,7 @@ fn test_commit_while_rm(variant: Variant) {
 
     // The API server's goroutine for DELETE /containers/c1.
     let (d, c, wg2, res) = (daemon, container, wg.clone(), rm_err.clone());
-    go_named("postContainersDelete", move || {
+    go_named("deleteContainers", move || {
         res.set(d.container_rm(&c).err());
         wg2.done();
     });
