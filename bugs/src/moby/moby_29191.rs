@@ -20,7 +20,7 @@ inventory::submit! {
         asplos: None,
         source: Source::Diff("b35490a8"),
         fix: Fix::Upstream("b35490a8"),
-        review: "",
+        review: "faithful after mends: Checked against b35490a8 (the PR's only commit), the parent 1c96879f and the PR thread. The",
         file: file!(),
         ..Bug::DEFAULT
     }

@@ -21,7 +21,7 @@ inventory::submit! {
         asplos: None,
         source: Source::Diff("e4c03623"),
         fix: Fix::Upstream("e4c03623"),
-        review: "",
+        review: "faithful after mends: Checked against e4c03623 (the PR's only commit, whose message names the race), the parent",
         file: file!(),
         ..Bug::DEFAULT
     }
