@@ -20,7 +20,7 @@ inventory::submit! {
         asplos: Some("non-blocking-bugs/kubernetes/647b826d697abdc50aa4808fa21604c9f6fe80a4.txt"),
         source: Source::Diff("647b826d"),
         fix: Fix::Upstream("647b826d"),
-        review: "",
+        review: "faithful after mends: Checked against the ASPLOS diff of 647b826d, issue #36364's race report (read side), the PR #36377 and #34648 threads and client-go's 2016 NewInformer: right bug, fix and verdict; the writer (addFinalizerFunc's append to ObjectMeta.Finalizers) is a sound, admitted inference; the mends (post-fix rows marked in the code table, the store's one-step update listed) are made.",
         file: file!(),
         ..Bug::DEFAULT
     }

@@ -21,7 +21,7 @@ inventory::submit! {
         asplos: Some("non-blocking-bugs/kubernetes/6d8f2dddec9b2693fce1488c61fd60e3b2212ded.txt"),
         source: Source::Diff("6d8f2ddd"),
         fix: Fix::Ours("upstream's 6d8f2ddd completed by taking cc.mu (read-locked) around UpdateClusterStatus's len(cc.knownClusterSet) and cc.knownClusterSet.Difference(observedSet), because upstream's fix alone still races on knownClusterSet: those two reads stay outside the lock while addToClusterSet/delFromClusterSet write the set under it, as upstream's own TestUpdateClusterRace drives them"),
-        review: "",
+        review: "faithful after mends: Checked against the ASPLOS diff of 6d8f2ddd, PR #49985, issue #50262, PR #50316 (review excerpt) and a pre-fix clustercontroller.go: right bug, shape and race verdict; upstream's hunks switched at their lines; the two-RLock completion is minimal and admitted; the mends are made (the walkthrough cites #50262/#50316, says why #50316 is not the fix, admits the pre-fix copy is unnamed, and lists the GetClusterClient shadowing deviation).",
         file: file!(),
         ..Bug::DEFAULT
     }

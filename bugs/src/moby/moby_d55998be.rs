@@ -19,8 +19,8 @@ inventory::submit! {
         asplos: Some("blocking-bugs/docker/d55998be81973be5b083eed56b223c8ce98ce073.txt"),
         source: Source::Diff("d55998be"),
         fix: Fix::Ours("upstream's d55998be completed by a buffer of one on utils.Go's channel (what upstream itself did later, in d3a6ee1e), because upstream's fix alone still leaks the utils.Go goroutines around hijack (its send on errCh, which CmdRun no longer reads once start has failed) and around sendStdin (hijack returns before reading it)"),
-        review: "",
         loom: Loom::Applies,
+        review: "faithful after mends: Checked against d55998be and d55998be^ (commands.go, utils/utils.go, utils/stdcopy.go, container.go, server.go, api.go) and d3a6ee1e: the leak, its upstream fix at every hunk, and the completion (d3a6ee1e's one-slot buffer, plainly ours) hold; the mends (the daemon's attach as an admitted stand-in, three client goroutines, which failed start) are made.",
         file: file!(),
         ..Bug::DEFAULT
     }
