@@ -45,6 +45,41 @@ enum Command {
     Bless(BlessArgs),
     /// Measure detection speed (and gather criterion's figures) into BENCH.md.
     Bench(BenchArgs),
+    /// Measure which semantic faults of the primitives the corpus and the semantics tests
+    /// catch, into MUTANTS.md.
+    Mutants(MutantsArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct MutantsArgs {
+    /// Mutant names (default: every mutant; `--list` shows them).
+    mutants: Vec<String>,
+    /// List the mutants and what each does, and exit.
+    #[arg(long)]
+    list: bool,
+    /// Engines of the corpus runs.
+    #[arg(
+        long = "engine",
+        value_name = "ENGINE",
+        num_args = 1..,
+        default_values_t = ["shuttle-pct".to_string(), "shuttle-random".to_string(), "shuttle-urw".to_string()]
+    )]
+    engines: Vec<String>,
+    /// Executions per engine and variant, instead of each bug's own budget.
+    #[arg(long)]
+    budget: Option<u64>,
+    /// Explorations run in parallel within a corpus run (default: the number of cores).
+    #[arg(long)]
+    jobs: Option<usize>,
+    /// Run only the corpus, not the semantics tests.
+    #[arg(long)]
+    no_semantics: bool,
+    /// Seconds a corpus run or a run of the semantics tests may take before it is stopped
+    /// (and the mutant counted killed).
+    #[arg(long, default_value_t = 900)]
+    timeout: u64,
+    #[arg(long, default_value = "reports")]
+    out: PathBuf,
 }
 
 #[derive(clap::Args, Debug, Default)]
@@ -182,6 +217,7 @@ pub fn main() -> ExitCode {
         Some(Command::Merge(args)) => merge(args),
         Some(Command::Bless(args)) => bless(args),
         Some(Command::Bench(args)) => bench(args),
+        Some(Command::Mutants(args)) => mutants(args),
     };
     match result {
         Ok(code) => code,
@@ -471,5 +507,64 @@ fn bless(args: BlessArgs) -> Result<ExitCode, Failure> {
         }
     }
     println!("{} walkthroughs checked, {changed} updated", selected.len());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn mutants(args: MutantsArgs) -> Result<ExitCode, Failure> {
+    use primitives::mutant;
+    if args.list {
+        for m in mutant::ALL {
+            println!("{:<40} {:<14} {}", m.name(), m.primitive(), m.describe());
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let chosen = if args.mutants.is_empty() {
+        mutant::ALL.to_vec()
+    } else {
+        args.mutants
+            .iter()
+            .map(|n| {
+                mutant::from_name(n).ok_or_else(|| {
+                    usage(format!(
+                        "unknown mutant `{n}`; `harness mutants --list` shows the {}",
+                        mutant::ALL.len()
+                    ))
+                })
+            })
+            .collect::<Result<_, _>>()?
+    };
+    for e in &args.engines {
+        parse_engine(e)?;
+    }
+    if args.budget == Some(0) {
+        return Err(usage("bad budget 0; a budget is at least one execution"));
+    }
+    let opts = crate::mutants::Options {
+        mutants: chosen,
+        engines: args.engines,
+        budget: args.budget,
+        jobs: args.jobs,
+        semantics: !args.no_semantics,
+        timeout: std::time::Duration::from_secs(args.timeout.max(1)),
+    };
+    let report = crate::mutants::run(&crate::workspace_root(), &opts, &mut |line| {
+        println!("{line}")
+    })
+    .map_err(|message| Failure { code: 1, message })?;
+    output::write_all(
+        &args.out,
+        &[
+            ("MUTANTS.md", report.render()),
+            ("mutants.json", report.to_json()),
+        ],
+    )
+    .map_err(|message| Failure { code: 1, message })?;
+    let (corpus, semantics) = report.kills();
+    let m = report.rows.len();
+    println!(
+        "corpus kills {corpus} of {m} mutants; semantics tests kill {semantics} of {m}. \
+         MUTANTS.md in {}/",
+        args.out.display()
+    );
     Ok(ExitCode::SUCCESS)
 }

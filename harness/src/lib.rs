@@ -7,6 +7,7 @@ pub mod cli;
 pub mod fidelity;
 pub mod html;
 pub mod matrix;
+pub mod mutants;
 pub mod output;
 pub mod results;
 pub mod summary;

@@ -23,6 +23,7 @@ use std::fmt;
 use std::panic::Location;
 use std::sync::Arc;
 
+use crate::mutant::{self, Mutant};
 use crate::rt::cell::RtCell;
 use crate::rt::clock::VClock;
 use crate::rt::trace::Op;
@@ -84,7 +85,9 @@ pub(crate) struct ChanState<T> {
 impl<T> ChanState<T> {
     /// A receive would not block: a value is buffered or offered, or the channel is closed.
     pub(crate) fn ready_to_recv(&self, b: &Books) -> bool {
-        !self.buf.is_empty() || self.closed || self.sendq.iter().any(|(w, _)| b.is_waiting(*w))
+        !self.buf.is_empty()
+            || (self.closed && !mutant::on(Mutant::ChanClosedRecvBlocks))
+            || self.sendq.iter().any(|(w, _)| b.is_waiting(*w))
     }
 
     /// A send would not block (or would panic: the channel is closed).
@@ -227,6 +230,10 @@ impl<T: Send + 'static> Chan<T> {
             let mut st = inner.state.borrow(&cx);
             if st.closed {
                 drop(st);
+                if mutant::on(Mutant::ChanSendClosedNoPanic) {
+                    cx.event(&mut b, Op::Send, Some(&inner.meta), 0);
+                    return;
+                }
                 drop(b);
                 cx.go_panic("send on closed channel");
             }
@@ -280,11 +287,17 @@ impl<T: Send + 'static> Chan<T> {
         let Some(inner) = &self.inner else {
             let exec = current_exec();
             let mut cx = exec.enter(at);
+            if mutant::on(Mutant::ChanCloseNilNoPanic) {
+                return;
+            }
             cx.go_panic("close of nil channel");
         };
         let mut cx = inner.exec.enter(at);
         let mut b = cx.books();
         if inner.state.borrow(&cx).closed {
+            if mutant::on(Mutant::ChanCloseClosedNoPanic) {
+                return;
+            }
             drop(b);
             cx.go_panic("close of closed channel");
         }
@@ -303,7 +316,7 @@ impl<T: Send + 'static> Chan<T> {
             None => false,
             Some(i) => {
                 let st = i.state.borrow(cx);
-                st.buf.len() < i.cap || !st.recvq.is_empty()
+                st.buf.len() < i.room() || !st.recvq.is_empty()
             }
         }
     }
@@ -365,7 +378,9 @@ impl<T: Send + 'static> ChanInner<T> {
                 let receiver = b.goroutines[w.g].clock.clone();
                 if self.cap == 0 {
                     // The receive happens before the unbuffered send completes.
-                    join_into(b, cx.gid, &receiver);
+                    if !mutant::on(Mutant::HbChanUnbufferedRecvSend) {
+                        join_into(b, cx.gid, &receiver);
+                    }
                 } else {
                     let n = st.sends;
                     self.acquire_slot(b, cx.gid, st, n);
@@ -377,17 +392,18 @@ impl<T: Send + 'static> ChanInner<T> {
             st.sends += 1;
             st.recvs += 1;
             st.handoff.push((w, msg.value));
+            let sent = (!mutant::on(Mutant::HbChanSendRecv)).then_some(&msg.clock);
             b.fire(
                 w,
                 Fired {
                     case: w.case,
                     closed: false,
                 },
-                Some(&msg.clock),
+                sent,
             );
             return Ok(());
         }
-        if st.buf.len() < self.cap {
+        if st.buf.len() < self.room() {
             let n = st.sends;
             if b.trace.on {
                 self.acquire_slot(b, cx.gid, st, n);
@@ -415,13 +431,16 @@ impl<T: Send + 'static> ChanInner<T> {
                 case: w.case,
                 closed: false,
             };
-            if self.cap == 0 {
-                join_into(b, cx.gid, &msg.clock);
+            if self.cap == 0 && st.buf.is_empty() {
+                if !mutant::on(Mutant::HbChanSendRecv) {
+                    join_into(b, cx.gid, &msg.clock);
+                }
                 st.sends += 1;
                 st.recvs += 1;
                 // The receive happens before the unbuffered send completes: a release.
                 let mine = cx.release_clock(b);
-                b.fire(w, fired, Some(&mine));
+                let mine = (!mutant::on(Mutant::HbChanUnbufferedRecvSend)).then_some(&mine);
+                b.fire(w, fired, mine);
                 return Some(Received::Value(msg.value));
             }
             let head = st
@@ -431,7 +450,9 @@ impl<T: Send + 'static> ChanInner<T> {
             let value = self.take_buffered(cx, b, st, head);
             // The sender's value takes the freed slot: its send completes now.
             let n = st.sends;
-            let slot = self.slot_clock(st, n);
+            let slot = self
+                .slot_clock(st, n)
+                .filter(|_| !mutant::on(Mutant::HbChanSlot));
             st.sends += 1;
             st.buf.push_back(msg);
             b.fire(w, fired, slot.as_ref());
@@ -440,8 +461,10 @@ impl<T: Send + 'static> ChanInner<T> {
         if let Some(head) = st.buf.pop_front() {
             return Some(Received::Value(self.take_buffered(cx, b, st, head)));
         }
-        if st.closed {
-            join_into(b, cx.gid, &st.close_clock);
+        if st.closed && !mutant::on(Mutant::ChanClosedRecvBlocks) {
+            if !mutant::on(Mutant::HbChanCloseRecv) {
+                join_into(b, cx.gid, &st.close_clock);
+            }
             return Some(Received::Closed);
         }
         None
@@ -452,7 +475,9 @@ impl<T: Send + 'static> ChanInner<T> {
         let k = st.recvs;
         st.recvs += 1;
         if b.trace.on {
-            join_into(b, cx.gid, &head.clock);
+            if !mutant::on(Mutant::HbChanSendRecv) {
+                join_into(b, cx.gid, &head.clock);
+            }
             let mine = b.goroutines[cx.gid].clock.clone();
             self.release_slot(st, k, mine);
             b.goroutines[cx.gid].clock.tick(cx.gid);
@@ -462,6 +487,9 @@ impl<T: Send + 'static> ChanInner<T> {
 
     /// The n-th send joins the clock of receive n - cap, which freed its slot.
     fn acquire_slot(&self, b: &mut Books, g: Gid, st: &ChanState<T>, n: u64) {
+        if mutant::on(Mutant::HbChanSlot) {
+            return;
+        }
         if let Some(c) = self.slot_clock(st, n) {
             join_into(b, g, &c);
         }
@@ -496,7 +524,11 @@ impl<T: Send + 'static> ChanInner<T> {
         };
         while let Some(w) = b.pop_waiter(&mut st.recvq) {
             let c = st.close_clock.clone();
-            b.fire(w, closed(w), Some(&c));
+            let c = (!mutant::on(Mutant::HbChanCloseRecv)).then_some(&c);
+            b.fire(w, closed(w), c);
+            if mutant::on(Mutant::ChanCloseWakesOneReceiver) {
+                break;
+            }
         }
         while let Some((w, _msg)) = st.sendq.pop_front() {
             if b.is_waiting(w) {
@@ -531,7 +563,7 @@ impl<T: Send + 'static> ChanInner<T> {
 
     /// After a parked send was fired: done, or panic if the channel was closed meanwhile.
     pub(crate) fn finish_send(&self, cx: &mut Ctx<'_>, fired: Fired) {
-        if fired.closed {
+        if fired.closed && !mutant::on(Mutant::ChanSendClosedNoPanic) {
             cx.go_panic("send on closed channel");
         }
         let mut b = cx.books();
@@ -563,7 +595,14 @@ impl<T: Send + 'static> ChanInner<T> {
         Some(v)
     }
 
-    pub(crate) fn cap(&self) -> usize {
+    /// How many values the buffer holds before a send blocks: the capacity.
+    pub(crate) fn room(&self) -> usize {
+        if self.cap == 0 && mutant::on(Mutant::ChanUnbufferedSendWithoutReceiver) {
+            return 1;
+        }
+        if self.cap > 0 && mutant::on(Mutant::ChanBufferOneTooMany) {
+            return self.cap + 1;
+        }
         self.cap
     }
 

@@ -15,6 +15,7 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use crate::chan::Chan;
+use crate::mutant::{self, Mutant};
 use crate::rt::cell::RtCell;
 use crate::rt::clock::VClock;
 use crate::rt::timer::{TimerId, TimerKind, TimerTarget};
@@ -192,8 +193,10 @@ fn derive(parent: &Context, until: Until, at: &'static Location<'static>) -> (Co
     let inherited = node.parent.as_ref().and_then(|p| {
         let mut pst = p.state.borrow(&cx);
         match pst.err {
-            Some(err) => Some((err, pst.clock.clone())),
-            None => {
+            Some(err) if !mutant::on(Mutant::ContextCancelledParentNotInherited) => {
+                Some((err, pst.clock.clone()))
+            }
+            _ => {
                 pst.children.push(Arc::downgrade(&node));
                 None
             }
@@ -285,6 +288,9 @@ impl Node {
         }
         if let Some(done) = self.done.inner() {
             done.close_locked(cx, b, clock.clone());
+        }
+        if mutant::on(Mutant::ContextCancelNotPropagated) {
+            return;
         }
         for child in children.iter().filter_map(Weak::upgrade) {
             child.cancel_locked(cx, b, err, clock);

@@ -43,6 +43,7 @@ mod engine;
 pub mod explore;
 mod go;
 mod map;
+pub mod mutant;
 mod panic;
 pub mod rand;
 mod report;

@@ -26,6 +26,7 @@ use std::panic::Location;
 use std::sync::Arc;
 
 use crate::chan::{Chan, ChanInner, Received};
+use crate::mutant::{self, Mutant};
 use crate::rt::trace::Op;
 use crate::rt::{current_exec, Books, Ctx, Execution, Fired, ObjMeta, WaitReason, Waiter};
 
@@ -180,12 +181,15 @@ impl<T: Send + 'static> CaseImpl for SendCase<T> {
             return false;
         };
         let st = i.state.borrow(cx);
-        st.ready_to_send(b, i.cap())
+        st.ready_to_send(b, i.room())
     }
 
     fn complete(&mut self, cx: &mut Ctx<'_>) {
         let inner = self.inner().clone();
         if inner.is_closed(cx) {
+            if mutant::on(Mutant::ChanSendClosedNoPanic) {
+                return;
+            }
             cx.go_panic("send on closed channel");
         }
         let value = self.value.take().expect("a send case sends once");
@@ -205,7 +209,7 @@ impl<T: Send + 'static> CaseImpl for SendCase<T> {
     }
 
     fn finish(&mut self, cx: &mut Ctx<'_>, fired: Fired) {
-        if fired.closed {
+        if fired.closed && !mutant::on(Mutant::ChanSendClosedNoPanic) {
             cx.go_panic("send on closed channel");
         }
     }
@@ -252,15 +256,24 @@ pub fn select(cases: &mut [&mut dyn Case], has_default: bool) -> usize {
             .map(|(i, _)| i)
             .collect()
     };
+    if has_default && mutant::on(Mutant::SelectDefaultFirst) {
+        let mut b = cx.books();
+        cx.event(&mut b, Op::Select, None, -1);
+        return cases.len();
+    }
     if !ready.is_empty() {
-        let i = ready[cx.choose(ready.len(), |b| rotation(b, cx.gid))];
+        let i = if mutant::on(Mutant::SelectFirstReady) {
+            ready[0]
+        } else {
+            ready[cx.choose(ready.len(), |b| rotation(b, cx.gid))]
+        };
         cases[i].complete(&mut cx);
         let mut b = cx.books();
         let (op, arg) = cases[i].done_op();
         cx.event(&mut b, op, cases[i].meta(), arg);
         return i;
     }
-    if has_default {
+    if has_default && !mutant::on(Mutant::SelectNeverDefault) {
         {
             let mut b = cx.books();
             cx.event(&mut b, Op::Select, None, -1);
@@ -328,7 +341,7 @@ fn queue_order(cx: &Ctx<'_>, cases: &[&mut dyn Case]) -> Vec<usize> {
         let group: Vec<usize> = (k..order.len())
             .filter(|&j| same(order[k], order[j]))
             .collect();
-        if group.len() > 1 {
+        if group.len() > 1 && !mutant::on(Mutant::SelectSameChannelInOrder) {
             let pick = group[cx.choose(group.len(), |b| rotation(b, cx.gid))];
             order[k..=pick].rotate_right(1);
         }

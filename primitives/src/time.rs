@@ -21,6 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::chan::Chan;
+use crate::mutant::{self, Mutant};
 use crate::rt::clock::VClock;
 use crate::rt::timer::{TimerId, TimerKind, TimerTarget};
 use crate::rt::trace::Op;
@@ -198,7 +199,11 @@ impl Timer {
         let cx = self.exec.enter(Location::caller());
         let mut b = cx.books();
         cx.event(&mut b, Op::TimerStop, None, 0);
-        b.timers.stop(self.id)
+        if mutant::on(Mutant::TimerStopDoesNotStop) {
+            return true;
+        }
+        let stopped = b.timers.stop(self.id);
+        stopped != mutant::on(Mutant::TimerStopWrongResult)
     }
 
     /// `t.Reset(d)`: re-arms the timer; `true` if it had been active.

@@ -13,6 +13,7 @@ use super::{
     WaitReason, Waiter, MAIN,
 };
 use crate::engine::{self, EngineKind, Parker, RawGuard};
+use crate::mutant::{self, Mutant};
 use crate::report::Verdict;
 
 /// Proof that the execution's lock is held, and who holds it.
@@ -367,6 +368,9 @@ impl Ctx<'_> {
             return None;
         }
         let mut clock = parent_clock;
+        if mutant::on(Mutant::HbGoStart) {
+            clock = VClock::default();
+        }
         clock.tick(child);
         let parker = Arc::new(Parker::new(self.exec.kind));
         b.goroutines.push(Goroutine {

@@ -19,6 +19,7 @@ use std::panic::Location;
 
 use super::clock::Epoch;
 use super::{Books, Ctx};
+use crate::mutant::{self, Mutant};
 use crate::report::{AccessInfo, RaceReport};
 
 /// How an access touches its variable: what decides whether two accesses conflict, and what a
@@ -59,7 +60,12 @@ impl Kind {
 
     /// Whether an access of this kind and one of kind `other`, unordered, are a race.
     fn conflicts(self, other: Kind) -> bool {
-        (self.write || other.write) && !(self.atomic && other.atomic)
+        let conflicting = if mutant::on(Mutant::RaceReadWriteMissed) {
+            self.write && other.write
+        } else {
+            self.write || other.write
+        };
+        conflicting && !(self.atomic && other.atomic)
     }
 }
 

@@ -17,6 +17,7 @@ use std::fmt;
 use std::panic::Location;
 use std::sync::Arc;
 
+use crate::mutant::{self, Mutant};
 use crate::rt::cell::RtCell;
 use crate::rt::clock::VClock;
 use crate::rt::race::{AccessHistory, Kind};
@@ -84,7 +85,9 @@ impl<T: Send + 'static> AtomicInner<T> {
         let mut st = self.state.borrow(&cx);
         let AtomicState { value, clock, .. } = &mut *st;
         if b.trace.on {
-            b.goroutines[cx.gid].clock.join(clock);
+            if !mutant::on(Mutant::HbAtomic) {
+                b.goroutines[cx.gid].clock.join(clock);
+            }
             if writes {
                 let c = cx.release_clock(&mut b);
                 clock.join(&c);

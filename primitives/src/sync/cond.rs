@@ -19,6 +19,7 @@ use std::panic::Location;
 use std::sync::Arc;
 
 use super::{Locker, Mutex};
+use crate::mutant::{self, Mutant};
 use crate::rt::cell::RtCell;
 use crate::rt::clock::VClock;
 use crate::rt::trace::Op;
@@ -131,7 +132,7 @@ impl<L: Locker> Cond<L> {
             if ticket < st.notify {
                 // Notified between the unlock and now: no need to park.
                 if let Some(c) = st.early.remove(&ticket) {
-                    if b.trace.on {
+                    if b.trace.on && !mutant::on(Mutant::HbCond) {
                         b.goroutines[cx.gid].clock.join(&c);
                     }
                 }
@@ -151,13 +152,25 @@ impl<L: Locker> Cond<L> {
     /// `c.Signal()`: wakes the longest waiter, if any.
     #[track_caller]
     pub fn signal(&self) {
-        self.notify(Op::Signal, 1);
+        let n = if mutant::on(Mutant::CondSignalWakesNobody) {
+            0
+        } else if mutant::on(Mutant::CondSignalWakesAll) {
+            u64::MAX
+        } else {
+            1
+        };
+        self.notify(Op::Signal, n);
     }
 
     /// `c.Broadcast()`: wakes every waiter.
     #[track_caller]
     pub fn broadcast(&self) {
-        self.notify(Op::Broadcast, u64::MAX);
+        let n = if mutant::on(Mutant::CondBroadcastWakesOne) {
+            1
+        } else {
+            u64::MAX
+        };
+        self.notify(Op::Broadcast, n);
     }
 
     /// Notifies up to `n` outstanding tickets, oldest first.
@@ -166,7 +179,10 @@ impl<L: Locker> Cond<L> {
         let inner = &*self.inner;
         let cx = inner.exec.enter(Location::caller());
         let mut b = cx.books();
-        let clock = cx.release_clock(&mut b);
+        let mut clock = cx.release_clock(&mut b);
+        if mutant::on(Mutant::HbCond) {
+            clock = VClock::default();
+        }
         let mut st = inner.state.borrow(&cx);
         let outstanding = st.wait - st.notify;
         for _ in 0..n.min(outstanding) {

@@ -17,6 +17,7 @@ use std::fmt;
 use std::panic::Location;
 use std::sync::Arc;
 
+use crate::mutant::{self, Mutant};
 use crate::rt::cell::RtCell;
 use crate::rt::clock::VClock;
 use crate::rt::trace::Op;
@@ -123,7 +124,7 @@ impl Mutex {
             let mut b = cx.books();
             self.inner.unlock_with(&cx, &mut b)
         };
-        if !ok {
+        if !ok && !mutant::on(Mutant::MutexUnlockUnlockedNoFatal) {
             cx.go_panic("fatal error: sync: unlock of unlocked mutex");
         }
     }
@@ -178,7 +179,7 @@ impl MutexInner {
                     return;
                 }
                 let w = cx.waiter(&mut b, 0);
-                if lost_race {
+                if lost_race && !mutant::on(Mutant::MutexNoStarvation) {
                     // Woken, but a newcomer took the lock first: back to the head of the line,
                     // and the next unlock hands the lock over.
                     st.waiters.push_front(w);
@@ -209,7 +210,7 @@ impl MutexInner {
         }
         st.locked = false;
         st.holder = None;
-        if b.trace.on {
+        if b.trace.on && !mutant::on(Mutant::HbMutexUnlockLock) {
             let c = cx.release_clock(b);
             st.clock.join(&c);
         }
@@ -225,6 +226,11 @@ impl MutexInner {
                 return true;
             }
             st.starving = false;
+        }
+        if mutant::on(Mutant::MutexUnlockWakesNobody) {
+            drop(st);
+            cx.event(b, Op::Unlock, Some(&self.meta), 0);
+            return true;
         }
         if let Some(w) = b.pop_waiter(&mut st.waiters) {
             b.fire(

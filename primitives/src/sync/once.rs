@@ -14,6 +14,7 @@ use std::fmt;
 use std::panic::{self, Location};
 use std::sync::Arc;
 
+use crate::mutant::{self, Mutant};
 use crate::rt::cell::RtCell;
 use crate::rt::clock::VClock;
 use crate::rt::trace::Op;
@@ -96,9 +97,14 @@ impl Once {
                 let mut b = cx.books();
                 let mut st = inner.state.borrow(&cx);
                 if st.done {
-                    if b.trace.on {
+                    if b.trace.on && !mutant::on(Mutant::HbOnce) {
                         b.goroutines[cx.gid].clock.join(&st.clock);
                     }
+                    drop(st);
+                    cx.event(&mut b, Op::OnceDo, Some(&inner.meta), 0);
+                    return;
+                }
+                if st.running.is_some() && mutant::on(Mutant::OnceNoWait) {
                     drop(st);
                     cx.event(&mut b, Op::OnceDo, Some(&inner.meta), 0);
                     return;
@@ -117,7 +123,7 @@ impl Once {
         drop(cx);
         if let Err(payload) = panic::catch_unwind(panic::AssertUnwindSafe(f)) {
             // A Go panic counts as a return, as in Go; any other unwinding ends the execution.
-            if crate::rt::go_panicking() {
+            if crate::rt::go_panicking() && !mutant::on(Mutant::OncePanicNotDone) {
                 self.finish(at);
             }
             panic::resume_unwind(payload);
@@ -130,7 +136,10 @@ impl Once {
         let inner = &*self.inner;
         let cx = inner.exec.enter(at);
         let mut b = cx.books();
-        let clock = cx.release_clock(&mut b);
+        let mut clock = cx.release_clock(&mut b);
+        if mutant::on(Mutant::HbOnce) {
+            clock = VClock::default();
+        }
         let mut st = inner.state.borrow(&cx);
         st.done = true;
         st.running = None;

@@ -16,6 +16,7 @@ use std::fmt;
 use std::panic::Location;
 use std::sync::Arc;
 
+use crate::mutant::{self, Mutant};
 use crate::rt::cell::RtCell;
 use crate::rt::clock::VClock;
 use crate::rt::trace::Op;
@@ -133,9 +134,9 @@ impl RwMutex {
         {
             let mut b = cx.books();
             let mut st = inner.state.borrow(&cx);
-            if st.writer == Writer::None {
+            if st.writer == Writer::None || passes_pending_writer(st.writer) {
                 st.readers += 1;
-                join(&mut b, cx.gid, &st.write_clock);
+                join_write(&mut b, cx.gid, &st.write_clock);
                 drop(st);
                 cx.event(&mut b, Op::RLock, Some(&inner.meta), 0);
                 return;
@@ -147,7 +148,7 @@ impl RwMutex {
         cx.park(WaitReason::RwMutexRLock, Some(&inner.meta), Op::RLock);
         let mut b = cx.books();
         let st = inner.state.borrow(&cx);
-        join(&mut b, cx.gid, &st.write_clock);
+        join_write(&mut b, cx.gid, &st.write_clock);
         drop(st);
         cx.event(&mut b, Op::RLock, Some(&inner.meta), 0);
     }
@@ -160,10 +161,10 @@ impl RwMutex {
         let cx = inner.exec.enter(Location::caller());
         let mut b = cx.books();
         let mut st = inner.state.borrow(&cx);
-        let acquired = st.writer == Writer::None;
+        let acquired = st.writer == Writer::None || passes_pending_writer(st.writer);
         if acquired {
             st.readers += 1;
-            join(&mut b, cx.gid, &st.write_clock);
+            join_write(&mut b, cx.gid, &st.write_clock);
         }
         drop(st);
         cx.event(&mut b, Op::TryLock, Some(&inner.meta), i64::from(acquired));
@@ -182,7 +183,7 @@ impl RwMutex {
         if acquired {
             st.writer = Writer::Active(cx.gid);
             join(&mut b, cx.gid, &st.write_clock);
-            join(&mut b, cx.gid, &st.read_clock);
+            join_read(&mut b, cx.gid, &st.read_clock);
         }
         drop(st);
         cx.event(&mut b, Op::TryLock, Some(&inner.meta), i64::from(acquired));
@@ -219,6 +220,9 @@ impl RwMutex {
                 cx.event(&mut b, Op::RUnlock, Some(&inner.meta), 0);
                 return;
             }
+        }
+        if mutant::on(Mutant::RwMutexRUnlockUnlockedNoFatal) {
+            return;
         }
         cx.go_panic("fatal error: sync: RUnlock of unlocked RWMutex");
     }
@@ -260,7 +264,7 @@ impl RwMutex {
         let mut b = cx.books();
         let st = inner.state.borrow(&cx);
         join(&mut b, cx.gid, &st.write_clock);
-        join(&mut b, cx.gid, &st.read_clock);
+        join_read(&mut b, cx.gid, &st.read_clock);
         drop(st);
         cx.event(&mut b, Op::Lock, Some(&inner.meta), 0);
     }
@@ -285,6 +289,10 @@ impl RwMutex {
                     st.write_clock.join(&c);
                 }
                 while let Some(w) = b.pop_waiter(&mut st.blocked_readers) {
+                    if mutant::on(Mutant::RwMutexUnlockAdmitsNoReaders) {
+                        st.blocked_readers.push_front(w);
+                        break;
+                    }
                     st.readers += 1;
                     b.fire(w, AWAKE, None);
                 }
@@ -296,7 +304,29 @@ impl RwMutex {
                 return;
             }
         }
+        if mutant::on(Mutant::RwMutexUnlockUnlockedNoFatal) {
+            return;
+        }
         cx.go_panic("fatal error: sync: Unlock of unlocked RWMutex");
+    }
+}
+
+/// With the mutant that drops writer preference, a new reader passes a writer that waits.
+fn passes_pending_writer(w: Writer) -> bool {
+    matches!(w, Writer::Pending(_)) && mutant::on(Mutant::RwMutexNoWriterPreference)
+}
+
+/// A reader acquires the last writer's release (unless a mutant drops the edge).
+fn join_write(b: &mut Books, g: Gid, clock: &VClock) {
+    if !mutant::on(Mutant::HbRwMutexUnlockRLock) {
+        join(b, g, clock);
+    }
+}
+
+/// A writer acquires the readers' releases (unless a mutant drops the edge).
+fn join_read(b: &mut Books, g: Gid, clock: &VClock) {
+    if !mutant::on(Mutant::HbRwMutexRUnlockLock) {
+        join(b, g, clock);
     }
 }
 

@@ -22,6 +22,7 @@ use std::fmt;
 use std::panic::Location;
 use std::sync::Arc;
 
+use crate::mutant::{self, Mutant};
 use crate::rt::cell::RtCell;
 use crate::rt::clock::VClock;
 use crate::rt::race::{AccessHistory, Kind};
@@ -143,7 +144,7 @@ impl WaitGroup {
         let problem = {
             let mut b = cx.books();
             let mut st = inner.state.borrow(&cx);
-            if delta < 0 && b.trace.on {
+            if delta < 0 && b.trace.on && !mutant::on(Mutant::HbWaitGroupDoneWait) {
                 let c = cx.release_clock(&mut b);
                 st.clock.join(&c);
             }
@@ -152,9 +153,13 @@ impl WaitGroup {
             drop(st);
             cx.event(&mut b, Op::WgAdd, Some(&inner.meta), delta);
             let mut st = inner.state.borrow(&cx);
-            if v < 0 {
+            if v < 0 && !mutant::on(Mutant::WaitGroupNegativeNoPanic) {
                 Some("sync: negative WaitGroup counter")
-            } else if st.waiters > 0 && delta > 0 && v == delta {
+            } else if st.waiters > 0
+                && delta > 0
+                && v == delta
+                && !mutant::on(Mutant::WaitGroupMisuseNotDetected)
+            {
                 Some("sync: WaitGroup misuse: Add called concurrently with Wait")
             } else {
                 if v == 0 && st.waiters > 0 {
@@ -233,7 +238,7 @@ impl WaitGroup {
             let st = inner.state.borrow(&cx);
             st.counter != 0 || st.waiters != 0
         };
-        if reused {
+        if reused && !mutant::on(Mutant::WaitGroupReuseNotDetected) {
             cx.go_panic("sync: WaitGroup is reused before previous Wait has returned");
         }
         let mut b = cx.books();
