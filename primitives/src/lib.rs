@@ -55,7 +55,7 @@ pub mod time;
 
 pub use chan::Chan;
 pub use explore::run;
-pub use go::{defer, go, go_named, gosched, Defer};
+pub use go::{defer, go, go_named, goexit, gosched, Defer};
 pub use map::GoMap;
 pub use panic::{panic, recover, Recovered};
 pub use report::{AccessInfo, ExecutionReport, GoroutineInfo, RaceReport, TraceEvent, Verdict};

@@ -20,12 +20,14 @@
 //! [`panic`](panic()) can be recovered; Go's fatal errors (`fatal error: sync: unlock of
 //! unlocked mutex`, `fatal error: concurrent map writes`) cannot, and run no deferred call; a
 //! failed Rust assertion in a kernel is the corpus's own check (verdict `assert`) and cannot.
+//! A [`goexit`](crate::goexit) is not a panic: `recover` lets it go on (Go's `recover()`
+//! returns nil during a Goexit).
 
 use std::fmt;
 use std::panic::{self, Location};
 
 use crate::rt::trace::Op;
-use crate::rt::{current_exec, settle_unwind, GoPanic, Site};
+use crate::rt::{current_exec, resume_goexit, settle_unwind, GoPanic, Goexit, Site};
 
 /// Go's `panic(v)`: starts a Go panic with `v`'s text as its value.
 #[track_caller]
@@ -52,7 +54,8 @@ impl fmt::Display for Recovered {
 
 /// Runs `body` as the body of a Go function whose first statement is
 /// `defer func() { r := recover() ... }()`: `Ok` with its result if it returns, `Err` with the
-/// panic's value if a Go panic unwound it (its deferred calls have run).
+/// panic's value if a Go panic unwound it (its deferred calls have run). A
+/// [`goexit`](crate::goexit) in `body` goes on through: `recover` does not stop it.
 #[track_caller]
 pub fn recover<T>(body: impl FnOnce() -> T) -> Result<T, Recovered> {
     let at = Location::caller();
@@ -71,6 +74,7 @@ pub fn recover<T>(body: impl FnOnce() -> T) -> Result<T, Recovered> {
                     at: Site(p.at).to_string(),
                 })
             }
+            Err(other) if other.is::<Goexit>() => resume_goexit(other),
             Err(other) => panic::resume_unwind(other),
         },
     }

@@ -225,8 +225,8 @@ pub(crate) fn spawn(
 pub(crate) struct Current {
     pub(crate) exec: Arc<Execution>,
     pub(crate) gid: Gid,
-    /// The goroutine is unwinding a Go panic: its deferred calls run, as Go's do.
-    pub(crate) go_panicking: Cell<bool>,
+    /// The goroutine is unwinding a Go panic or a Goexit: its deferred calls run, as Go's do.
+    pub(crate) go_unwinding: Cell<bool>,
     /// A panic raised by a deferred call during that unwinding: it replaces the one in flight
     /// (as in Go) when the unwinding is caught.
     pub(crate) replaced: RefCell<Option<Box<dyn std::any::Any + Send>>>,
@@ -237,7 +237,7 @@ impl Current {
         Current {
             exec,
             gid,
-            go_panicking: Cell::new(false),
+            go_unwinding: Cell::new(false),
             replaced: RefCell::new(None),
         }
     }

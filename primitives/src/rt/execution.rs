@@ -11,7 +11,10 @@ use super::clock::VClock;
 use super::timer::{self, Timers};
 use super::trace::{Op, Trace};
 use super::verdict::record_panic;
-use super::{settle_unwind, Books, Ctx, ExecConfig, Gid, Goroutine, ObjMeta, Site, Status, MAIN};
+use super::{
+    goexit_is_normal_end, settle_unwind, Books, Ctx, ExecConfig, Gid, Goroutine, ObjMeta, Site,
+    Status, MAIN,
+};
 use crate::engine::{self, Current, EngineKind, Parker, RawMutex};
 use crate::report::ExecutionReport;
 
@@ -216,7 +219,7 @@ pub(crate) fn run_execution(
     });
     engine::set_current(kind, Some(Current::new(exec.clone(), MAIN)));
     let result = panic::catch_unwind(panic::AssertUnwindSafe(kernel)).map_err(settle_unwind);
-    let report = finish_main(&exec, result);
+    let report = finish_main(&exec, goexit_is_normal_end(result));
     engine::set_current(kind, None);
     report
 }
@@ -258,7 +261,7 @@ pub(crate) fn start_thread(
         engine::set_current(kind, Some(Current::new(thread_exec.clone(), gid)));
         parker.bind_current();
         let result = panic::catch_unwind(panic::AssertUnwindSafe(f)).map_err(settle_unwind);
-        goroutine_exit(&thread_exec, gid, result);
+        goroutine_exit(&thread_exec, gid, goexit_is_normal_end(result));
         engine::set_current(kind, None);
         if kind == EngineKind::Std {
             engine::set_active_engine(None);

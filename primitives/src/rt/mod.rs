@@ -31,8 +31,8 @@ pub(crate) use books::Books;
 pub(crate) use ctx::Ctx;
 pub(crate) use execution::{current_exec, run_execution, spawn_goroutine, Deferred, Execution};
 pub(crate) use verdict::{
-    go_panicking, keep_panic, payload_message, replace_panic, settle_unwind, take_panic,
-    CaughtPanic, GoPanic,
+    go_unwinding, goexit_is_normal_end, keep_panic, payload_message, resume_goexit,
+    run_deferred_call, settle_unwind, take_panic, CaughtPanic, GoPanic, Goexit,
 };
 
 use std::panic::Location;

@@ -45,6 +45,7 @@ pub(crate) enum Op {
     Rand,
     Panic,
     Recover,
+    Goexit,
 }
 
 impl Op {
@@ -87,6 +88,7 @@ impl Op {
             Op::Rand => "rand",
             Op::Panic => "panic",
             Op::Recover => "recover",
+            Op::Goexit => "Goexit",
         }
     }
 

@@ -26,6 +26,10 @@ pub(crate) struct GoPanic {
     pub(crate) at: &'static Location<'static>,
 }
 
+/// The payload that unwinds a goroutine which called `runtime.Goexit`: its deferred calls run,
+/// no `recover` stops it, and the goroutine's end is a normal one.
+pub(crate) struct Goexit;
+
 impl Ctx<'_> {
     /// Raises a Go runtime panic (`send on closed channel`, ...) in this goroutine. A message
     /// starting `fatal error:` is Go's `throw`/`fatal` instead: no deferred call runs and no
@@ -50,13 +54,21 @@ impl Ctx<'_> {
         }
         self.release();
         if !fatal {
-            engine::with_current(|c| {
-                if let Some(c) = c {
-                    c.go_panicking.set(true);
-                }
-            });
+            set_go_unwinding(true);
         }
         panic::resume_unwind(Box::new(GoPanic { message, at }))
+    }
+
+    /// `runtime.Goexit()`: unwinds this goroutine through its deferred calls and ends it
+    /// normally (see [`Goexit`]).
+    pub(crate) fn goexit(&mut self) -> ! {
+        {
+            let mut b = self.books();
+            self.event(&mut b, Op::Goexit, None, 0);
+        }
+        self.release();
+        set_go_unwinding(true);
+        panic::resume_unwind(Box::new(Goexit))
     }
 
     /// Ends the execution with `verdict` (the first failure wins) and wakes everyone so the
@@ -81,31 +93,85 @@ impl Ctx<'_> {
     }
 }
 
-/// Whether the calling goroutine is unwinding a Go panic (its deferred calls run then).
-pub(crate) fn go_panicking() -> bool {
-    engine::with_current(|c| c.is_some_and(|c| c.go_panicking.get()))
+/// Whether the calling goroutine is unwinding a Go panic or a Goexit (its deferred calls run
+/// then).
+pub(crate) fn go_unwinding() -> bool {
+    engine::with_current(|c| c.is_some_and(|c| c.go_unwinding.get()))
 }
 
-/// Keeps a panic raised by a deferred call while the goroutine unwinds a Go panic: it cannot
-/// unwind from inside the unwinding, and replaces the panic in flight once that is caught.
-pub(crate) fn replace_panic(payload: Box<dyn Any + Send>) {
+fn set_go_unwinding(on: bool) {
     engine::with_current(|c| {
         if let Some(c) = c {
-            *c.replaced.borrow_mut() = Some(payload);
+            c.go_unwinding.set(on);
+        }
+    });
+}
+
+/// Runs a deferred call `f` while the goroutine unwinds a Go panic or a Goexit. A panic or a
+/// Goexit escaping `f` replaces the unwinding in flight (as in Go: a panic raised by a deferred
+/// call replaces the one in flight; a Goexit in a deferred call during a panic ends the
+/// goroutine quietly); a Go fatal error escaping it stops further deferred calls. What `f`
+/// does inside (raising and recovering a panic of its own) leaves the unwinding in flight as
+/// it was.
+pub(crate) fn run_deferred_call(f: impl FnOnce()) {
+    // The replacement already pending, if any, is put aside while `f` runs, so that what `f`
+    // raises and recovers inside never meets it.
+    let pending = engine::with_current(|c| c.map(|c| c.replaced.borrow_mut().take()));
+    let result = panic::catch_unwind(panic::AssertUnwindSafe(f));
+    let Some(pending) = pending else { return };
+    match result {
+        Ok(()) => {
+            set_go_unwinding(true);
+            replace_panic_with(pending);
+        }
+        Err(payload) => {
+            // A panic cannot unwind out of a drop that runs during unwinding: keep it.
+            let payload = settle_unwind(payload);
+            let fatal = payload
+                .downcast_ref::<GoPanic>()
+                .is_some_and(|p| p.message.starts_with("fatal error:"));
+            let goes_on = payload.is::<GoPanic>() || payload.is::<Goexit>();
+            set_go_unwinding(goes_on && !fatal);
+            replace_panic_with(Some(payload));
+        }
+    }
+}
+
+fn replace_panic_with(payload: Option<Box<dyn Any + Send>>) {
+    engine::with_current(|c| {
+        if let Some(c) = c {
+            *c.replaced.borrow_mut() = payload;
         }
     });
 }
 
 /// The payload a caught unwinding ends with (a replacement raised by a deferred call, if any);
-/// the goroutine is no longer panicking.
+/// the goroutine is no longer unwinding.
 pub(crate) fn settle_unwind(payload: Box<dyn Any + Send>) -> Box<dyn Any + Send> {
     engine::with_current(|c| match c {
         Some(c) => {
-            c.go_panicking.set(false);
+            c.go_unwinding.set(false);
             c.replaced.borrow_mut().take().unwrap_or(payload)
         }
         None => payload,
     })
+}
+
+/// Goes on unwinding a Goexit that a `recover` (or another catch on the way) caught: the
+/// goroutine's remaining deferred calls run.
+pub(crate) fn resume_goexit(payload: Box<dyn Any + Send>) -> ! {
+    set_go_unwinding(true);
+    panic::resume_unwind(payload)
+}
+
+/// A goroutine's result as its end books it: a Goexit is a normal end.
+pub(crate) fn goexit_is_normal_end(
+    result: Result<(), Box<dyn Any + Send>>,
+) -> Result<(), Box<dyn Any + Send>> {
+    match result {
+        Err(payload) if payload.is::<Goexit>() => Ok(()),
+        other => other,
+    }
 }
 
 /// Turns a goroutine's unwinding payload into the execution's failure (unless it is `Abort`).

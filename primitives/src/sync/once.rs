@@ -122,8 +122,9 @@ impl Once {
         }
         drop(cx);
         if let Err(payload) = panic::catch_unwind(panic::AssertUnwindSafe(f)) {
-            // A Go panic counts as a return, as in Go; any other unwinding ends the execution.
-            if crate::rt::go_panicking() && !mutant::on(Mutant::OncePanicNotDone) {
+            // A Go panic or a Goexit counts as a return, as in Go; any other unwinding ends the
+            // execution.
+            if crate::rt::go_unwinding() && !mutant::on(Mutant::OncePanicNotDone) {
                 self.finish(at);
             }
             panic::resume_unwind(payload);

@@ -186,15 +186,15 @@ impl WaitGroup {
         }
     }
 
-    /// `wg.Go(f)` (Go 1.25): `wg.Add(1)`, then `f` in a new goroutine that calls `wg.Done()`
-    /// when `f` returns.
+    /// `wg.Go(f)` (Go 1.25): `wg.Add(1)`, then `f` in a new goroutine that defers `wg.Done()`
+    /// (so it runs also when `f` calls [`goexit`](crate::goexit)).
     #[track_caller]
     pub fn go(&self, f: impl FnOnce() + Send + 'static) {
         self.add(1);
         let wg = self.clone();
         crate::go(move || {
+            let _done = crate::defer(move || wg.done());
             f();
-            wg.done();
         });
     }
 

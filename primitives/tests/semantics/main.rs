@@ -5,6 +5,7 @@
 mod chan;
 mod context_time;
 mod dfs;
+mod goexit;
 mod golang;
 mod golang_runtime;
 mod golang_sync;
