@@ -22,7 +22,7 @@ inventory::submit! {
         asplos: Some("non-blocking-bugs/etcd/5d033c22afdf947649b680ed7ad3c1527432ca9e.txt"),
         source: Source::Test("etcd-io/etcd pkg/transport/timeout_listener_test.go @ 5d033c22^"),
         fix: Fix::Upstream("5d033c22"),
-        review: "",
+        review: "faithful after mends: Checked against 5d033c22 and its parent 385e1758 (test, timeout_conn/listener, test script, .travis.yml), issue #3576's race report, PRs #3593 and #3625, and etcd's later history (3c1ecf70c, d3ebecddd, b340dfdcb, each read with `git show`). It is the right bug, with the right shape, fix and verdict, and eager timers find the race rather than forcing it. The four source mends are now made in the walkthrough, and the Go-1.4 closure-naming claim is marked as an inference backed by issues #2936 and #6728.",
         file: file!(),
         ..Bug::DEFAULT
     }
