@@ -156,6 +156,39 @@ fn exclusions_are_complete_and_disjoint() {
     }
 }
 
+/// Stock Go's figures name GoKer kernels of the corpus, each row parsed whole, and every bug
+/// with a GoKer kernel has them.
+#[test]
+fn stock_go_figures_belong_to_goker_bugs() {
+    let mut lines = crate::STOCK_GO_TSV.lines();
+    assert_eq!(
+        lines.next(),
+        Some("id\tkind\tgo\truns\tmanifested\thow\tmanifested_with_leak_check\tgobench_recorded"),
+        "bugs/stock-go.tsv: the header names the columns"
+    );
+    for line in lines.filter(|l| !l.trim().is_empty()) {
+        let id = line.split('\t').next().unwrap_or_default();
+        let bug = crate::find(id).unwrap_or_else(|| panic!("bugs/stock-go.tsv: {id} is no bug"));
+        assert!(
+            bug.goker.is_some(),
+            "bugs/stock-go.tsv: {id} has no GoKer kernel"
+        );
+        let s =
+            crate::stock_go(id).unwrap_or_else(|| panic!("bugs/stock-go.tsv: {id} does not parse"));
+        assert!(
+            s.manifested <= s.runs,
+            "bugs/stock-go.tsv: {id} manifests in more runs than it ran"
+        );
+    }
+    for bug in crate::all().into_iter().filter(|b| b.goker.is_some()) {
+        assert!(
+            crate::stock_go(bug.id).is_some(),
+            "bugs/stock-go.tsv: {} has a GoKer kernel but no figures",
+            bug.id
+        );
+    }
+}
+
 /// `cargo fmt` cannot see the kernels (their modules are declared in a generated file), so
 /// this test holds them to rustfmt's layout instead.
 #[test]

@@ -65,5 +65,50 @@ pub fn excluded() -> Vec<Exclusion> {
         .collect()
 }
 
+/// Stock Go's own figures for a GoKer kernel (`bugs/stock-go.tsv`): how often `go test` with an
+/// unmodified Go toolchain showed the bug. Measured outside this repository by running GoKer's
+/// kernels with Go 1.19, 20 runs each (the workspace's shared `native-go.tsv`, copied here),
+/// plus the rate GoBench's repository records where it has one. The kernel is GoKer's Go program, not our port: the figures say how hidden the bug is
+/// natively, beside how soon the engines here find it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StockGo {
+    pub id: &'static str,
+    /// The Go version measured.
+    pub go: &'static str,
+    /// Runs of the kernel's test.
+    pub runs: u32,
+    /// Runs in which `go test` failed (timeout, panic, or `-race` for nonblocking kernels).
+    pub manifested: u32,
+    /// How those runs failed, with counts (`test-timeout(20)`), or `-`.
+    pub how: &'static str,
+    /// Blocking kernels: runs that failed or left a goroutine blocked after the test returned.
+    pub with_leak_check: Option<u32>,
+    /// GoBench's recorded rate ("N/100"), if any.
+    pub gobench_recorded: Option<&'static str>,
+}
+
+/// The file behind [`stock_go`]: tab-separated, a header first (columns as [`StockGo`]).
+pub const STOCK_GO_TSV: &str = include_str!("../stock-go.tsv");
+
+/// Stock Go's figures for the bug `id`, if it has a GoKer kernel that was measured.
+pub fn stock_go(id: &str) -> Option<StockGo> {
+    STOCK_GO_TSV.lines().skip(1).find_map(|line| {
+        let f: Vec<&'static str> = line.split('\t').map(str::trim).collect();
+        if f.first() != Some(&id) || f.len() < 6 {
+            return None;
+        }
+        let opt = |i: usize| f.get(i).copied().filter(|s| !s.is_empty());
+        Some(StockGo {
+            id: f[0],
+            go: f[2],
+            runs: f[3].parse().ok()?,
+            manifested: f[4].parse().ok()?,
+            how: f[5],
+            with_leak_check: opt(6).and_then(|s| s.parse().ok()),
+            gobench_recorded: opt(7),
+        })
+    })
+}
+
 // The module tree, generated from the files under src/<project>/ (see build.rs).
 include!(concat!(env!("OUT_DIR"), "/corpus.rs"));

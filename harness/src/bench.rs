@@ -380,7 +380,8 @@ pub fn render(bench: &Bench, estimates: &[Estimate]) -> String {
         "Schedules to the first failure of each buggy kernel over seeds 1–{} as `median / p90 / \
          max` (a miss counts as endless: `✗`; loom: its one deterministic search), and the \
          median wall time. The portfolio is the searching engines taking turns, one schedule \
-         each. `std` is the native baseline (runs in which the bug manifested, out of runs). \
+         each. `threads` (engine `std`) is this crate's runtime on OS threads, not stock Go (runs \
+         in which the bug manifested, out of runs). \
          The picture is `detection.svg` (also in `index.html`).\n",
         bench.seeds
     );
@@ -434,7 +435,7 @@ pub fn render(bench: &Bench, estimates: &[Estimate]) -> String {
     let _ = writeln!(out, "\n### Across the corpus\n");
     let _ = writeln!(
         out,
-        "| engine | bugs found | median of medians | worst median | bugs missed within {WITHIN} at some seed | native manifest rate |"
+        "| engine | bugs found | median of medians | worst median | bugs missed within {WITHIN} at some seed | threads manifest rate |"
     );
     let _ = writeln!(out, "|---|---|---|---|---|---|");
     for engine in Engine::ALL {
@@ -454,7 +455,7 @@ pub fn render(bench: &Bench, estimates: &[Estimate]) -> String {
                 .count();
             let _ = writeln!(
                 out,
-                "| std | {some} of {} manifest at least once | · | · | · | {:.1}% of runs |",
+                "| threads | {some} of {} manifest at least once | · | · | · | {:.1}% of runs |",
                 ds.len(),
                 if runs > 0 {
                     100.0 * n as f64 / runs as f64

@@ -40,7 +40,7 @@ pub fn render(results: &Results, bench: Option<&Bench>) -> String {
     );
     let _ = writeln!(
         out,
-        "<h1>Go concurrency bugs, reproduced</h1>\n<p>{} bugs. Harness {} (seed {}). Each bug's buggy kernel is explored by loom, shuttle (PCT, random and uniform random walk) and real threads (std, the native baseline); its fixed kernel must stay clean everywhere.</p>",
+        "<h1>Go concurrency bugs, reproduced</h1>\n<p>{} bugs. Harness {} (seed {}). Each bug's buggy kernel is explored by loom, shuttle (PCT, random and uniform random walk) and real threads (threads: this crate's runtime on OS threads, not stock Go); its fixed kernel must stay clean everywhere. The stock Go column is how often <code>go test</code> with Go 1.19 showed the bug in GoKer's kernel, out of 20 runs (measured outside this repository: <code>bugs/stock-go.tsv</code>).</p>",
         bugs.len(),
         esc(&results.harness),
         results.seed
@@ -51,7 +51,7 @@ pub fn render(results: &Results, bench: Option<&Bench>) -> String {
         .collect();
     let _ = writeln!(
         out,
-        "<table>\n<thead><tr><th>bug</th><th>project</th><th>category</th><th>expected</th>{headers}<th>fixed</th></tr></thead>\n<tbody>"
+        "<table>\n<thead><tr><th>bug</th><th>project</th><th>category</th><th>expected</th><th>stock Go</th>{headers}<th>fixed</th></tr></thead>\n<tbody>"
     );
     for b in &bugs {
         let cells: String = Engine::ALL
@@ -60,11 +60,12 @@ pub fn render(results: &Results, bench: Option<&Bench>) -> String {
             .collect();
         let _ = writeln!(
             out,
-            "<tr{}><td><a href=\"#{id}\">{id}</a></td><td>{}</td><td>{}</td><td>{}</td>{cells}<td>{}</td></tr>",
+            "<tr{}><td><a href=\"#{id}\">{id}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>{cells}<td>{}</td></tr>",
             if b.holds() { "" } else { " class=\"bad\"" },
             esc(b.project),
             esc(b.category),
             esc(&b.expected_text()),
+            esc(&crate::summary::stock_go_cell(b.bug)),
             esc(&fixed_cell(&b.fixed)),
             id = esc(b.bug),
         );

@@ -142,12 +142,40 @@ pub fn fixed_cell(rows: &BTreeMap<&str, &Run>) -> String {
     format!("✓ clean ({schedules} schedules{covered})")
 }
 
-/// An engine's column header: its name, `std` marked as the native baseline.
+/// An engine's column header: its name; `std` is shown as `threads` (this crate's runtime on
+/// OS threads, which is not stock Go: see [`THREADS`]).
 pub fn engine_header(e: Engine) -> String {
     match e {
-        Engine::Std => "std (native)".to_string(),
+        Engine::Std => "threads".to_string(),
         e => e.as_str().to_string(),
     }
+}
+
+/// What the `threads` column is, for the reports' legends.
+pub const THREADS: &str = "`threads` (engine `std`) is this crate's runtime on real OS threads, \
+     with no controlled scheduler: runs in which the bug manifested, out of runs. It is not stock \
+     Go: it reports a leak when the test returns with goroutines blocked, which `go test` does \
+     not.";
+
+/// What the `stock Go` column is, with its source.
+pub const STOCK_GO: &str = "`stock Go` is how often `go test` with Go 1.19 showed the bug in \
+     GoKer's own kernel, out of 20 runs (with a check for goroutines left blocked after the test, \
+     where that differs), and GoBench's recorded rate where it has one: measured outside this \
+     repository (`bugs/stock-go.tsv`); `·` where the bug has no GoKer kernel.";
+
+/// Stock Go's figures for a bug, in a cell.
+pub fn stock_go_cell(id: &str) -> String {
+    let Some(s) = bugs::stock_go(id) else {
+        return "·".to_string();
+    };
+    let mut cell = format!("{}/{}", s.manifested, s.runs);
+    if let Some(l) = s.with_leak_check.filter(|&l| l != s.manifested) {
+        let _ = write!(cell, " ({l}/{} with leak check)", s.runs);
+    }
+    if let Some(g) = s.gobench_recorded {
+        let _ = write!(cell, "; GoBench {g}");
+    }
+    cell
 }
 
 pub fn render(results: &Results) -> String {
@@ -158,17 +186,21 @@ pub fn render(results: &Results) -> String {
         out,
         "Written by `harness` {} (seed {}). Buggy columns: ✓ and the schedule at which the engine \
          first found the expected verdict, ✗ when it did not, n/a where the engine does not apply. \
-         `std` is the native baseline: runs in which the bug manifested, out of runs. The fixed \
-         column sums every engine's schedules, all of which must be clean.\n",
+         {THREADS} The fixed column sums every engine's schedules, all of which must be clean. \
+         {STOCK_GO}\n",
         results.harness, results.seed
     );
     let engines: Vec<String> = Engine::ALL.iter().map(|e| engine_header(*e)).collect();
     let _ = writeln!(
         out,
-        "| bug | project | category | expected | {} | fixed |",
+        "| bug | project | category | expected | stock Go | {} | fixed |",
         engines.join(" | ")
     );
-    let _ = writeln!(out, "|---|---|---|---|{}---|", "---|".repeat(engines.len()));
+    let _ = writeln!(
+        out,
+        "|---|---|---|---|---|{}---|",
+        "---|".repeat(engines.len())
+    );
     for b in &bugs {
         let cells: Vec<String> = Engine::ALL
             .iter()
@@ -176,12 +208,13 @@ pub fn render(results: &Results) -> String {
             .collect();
         let _ = writeln!(
             out,
-            "| {}{} | {} | {} | {} | {} | {} |",
+            "| {}{} | {} | {} | {} | {} | {} | {} |",
             b.bug,
             if b.holds() { "" } else { " ⚠" },
             b.project,
             b.category,
             b.expected_text(),
+            stock_go_cell(b.bug),
             cells.join(" | "),
             fixed_cell(&b.fixed)
         );
@@ -199,14 +232,26 @@ pub fn render(results: &Results) -> String {
     };
     let _ = writeln!(out, "- bugs: {}", bugs.len());
     for e in Engine::ALL {
-        let e = e.as_str();
         let _ = writeln!(
             out,
-            "- buggy variant detected by {e}: {} of {}",
-            detected(e),
-            applies(e)
+            "- buggy variant detected by {}: {} of {}",
+            engine_header(e),
+            detected(e.as_str()),
+            applies(e.as_str())
         );
     }
+    let measured: Vec<bugs::StockGo> = bugs.iter().filter_map(|b| bugs::stock_go(b.bug)).collect();
+    let _ = writeln!(
+        out,
+        "- stock Go showed the bug at least once in 20 runs of `go test`: {} of the {} GoKer \
+         kernels measured ({} with the leak check)",
+        measured.iter().filter(|s| s.manifested > 0).count(),
+        measured.len(),
+        measured
+            .iter()
+            .filter(|s| s.manifested > 0 || s.with_leak_check.is_some_and(|l| l > 0))
+            .count()
+    );
     let clean = bugs
         .iter()
         .filter(|b| {
