@@ -75,9 +75,10 @@ struct MutantsArgs {
     #[arg(long)]
     no_semantics: bool,
     /// Seconds a corpus run or a run of the semantics tests may take before it is stopped
-    /// (and the mutant counted killed).
-    #[arg(long, default_value_t = 900)]
-    timeout: u64,
+    /// (and the mutant counted killed). Default: five times the same run without mutant, at
+    /// least a minute.
+    #[arg(long)]
+    timeout: Option<u64>,
     #[arg(long, default_value = "reports")]
     out: PathBuf,
 }
@@ -545,12 +546,30 @@ fn mutants(args: MutantsArgs) -> Result<ExitCode, Failure> {
         budget: args.budget,
         jobs: args.jobs,
         semantics: !args.no_semantics,
-        timeout: std::time::Duration::from_secs(args.timeout.max(1)),
+        timeout: args
+            .timeout
+            .map(|t| std::time::Duration::from_secs(t.max(1))),
     };
-    let report = crate::mutants::run(&crate::workspace_root(), &opts, &mut |line| {
+    let some = opts.mutants.len() < mutant::ALL.len();
+    let mut report = crate::mutants::run(&crate::workspace_root(), &opts, &mut |line| {
         println!("{line}")
     })
     .map_err(|message| Failure { code: 1, message })?;
+    let earlier = args.out.join("mutants.json");
+    if some && earlier.exists() {
+        // Measuring a few mutants again updates their rows and keeps the others.
+        match crate::mutants::Report::read(&earlier) {
+            Ok(old) if report.clone().keep_from(old.clone()) => {
+                report.keep_from(old);
+                println!("kept the other rows of {}", earlier.display())
+            }
+            _ => println!(
+                "note: {} was measured otherwise; it is replaced by these {} mutants",
+                earlier.display(),
+                report.rows.len()
+            ),
+        }
+    }
     output::write_all(
         &args.out,
         &[

@@ -18,7 +18,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use primitives::mutant::{self, Mutant};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::results::Results;
 
@@ -31,12 +31,13 @@ pub struct Options {
     pub jobs: Option<usize>,
     /// Also run the semantics tests under each mutant.
     pub semantics: bool,
-    /// Longest a child process may run before it is stopped (and the mutant counted killed).
-    pub timeout: Duration,
+    /// Longest a child process may run before it is stopped (and the mutant counted killed);
+    /// by default a multiple of the same run without mutant (see [`timeout`]).
+    pub timeout: Option<Duration>,
 }
 
 /// A run of the corpus that a mutant turned from holding to not holding.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Kill {
     pub bug: String,
     pub variant: String,
@@ -46,7 +47,7 @@ pub struct Kill {
 }
 
 /// What one side (corpus or semantics tests) made of a mutant.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Side {
     /// Corpus: the runs it broke. Semantics: the tests that failed.
     pub killers: Vec<String>,
@@ -57,7 +58,7 @@ pub struct Side {
 }
 
 /// One mutant's row.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Row {
     pub mutant: String,
     pub primitive: String,
@@ -69,7 +70,7 @@ pub struct Row {
 }
 
 /// The whole measurement.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Report {
     pub engines: Vec<String>,
     pub budget: Option<u64>,
@@ -90,7 +91,9 @@ pub fn run(root: &Path, opts: &Options, say: &mut dyn FnMut(&str)) -> Result<Rep
     };
     let scratch = root.join("target/mutants/runs");
     say("baseline: the corpus and the semantics tests without mutant");
-    let baseline = corpus(&harness, None, opts, &scratch.join("baseline"))?;
+    let t = Instant::now();
+    let baseline = corpus(&harness, None, opts, &scratch.join("baseline"), DAY)?;
+    let corpus_limit = opts.timeout.unwrap_or_else(|| timeout(t.elapsed()));
     let holding: BTreeSet<(String, String, String)> = baseline
         .runs
         .iter()
@@ -103,10 +106,11 @@ pub fn run(root: &Path, opts: &Options, say: &mut dyn FnMut(&str)) -> Result<Rep
             baseline.runs.len() - holding.len()
         ));
     }
+    let t = Instant::now();
     let sem_baseline = match &semantics {
         Some(bin) => {
             let log = scratch.join("baseline/semantics.log");
-            let (failed, note) = tests(bin, root, None, opts.timeout, &log)?;
+            let (failed, note) = tests(bin, root, None, DAY, &log)?;
             if let Some(n) = note {
                 return Err(format!(
                     "the semantics tests do not run without mutant: {n}"
@@ -116,6 +120,13 @@ pub fn run(root: &Path, opts: &Options, say: &mut dyn FnMut(&str)) -> Result<Rep
         }
         None => BTreeSet::new(),
     };
+    let tests_limit = opts.timeout.unwrap_or_else(|| timeout(t.elapsed()));
+    say(&format!(
+        "a run that takes longer than {} s (corpus) or {} s (semantics tests) is stopped and \
+         counts as a kill",
+        corpus_limit.as_secs(),
+        tests_limit.as_secs()
+    ));
     if !sem_baseline.is_empty() {
         say(&format!(
             "note: {} semantics tests fail without mutant; they are left out of the kills",
@@ -125,8 +136,14 @@ pub fn run(root: &Path, opts: &Options, say: &mut dyn FnMut(&str)) -> Result<Rep
     let mut rows = Vec::new();
     for (i, &m) in opts.mutants.iter().enumerate() {
         let t = Instant::now();
-        let (kills, note) = match corpus_timed(&harness, m, opts, &scratch.join(m.name()), &holding)
-        {
+        let (kills, note) = match corpus_timed(
+            &harness,
+            m,
+            opts,
+            &scratch.join(m.name()),
+            &holding,
+            corpus_limit,
+        ) {
             Ok(kills) => (kills, None),
             Err(note) => (Vec::new(), Some(note)),
         };
@@ -141,7 +158,7 @@ pub fn run(root: &Path, opts: &Options, say: &mut dyn FnMut(&str)) -> Result<Rep
             Some(bin) => {
                 let t = Instant::now();
                 let log = scratch.join(m.name()).join("semantics.log");
-                let (failed, note) = tests(bin, root, Some(m), opts.timeout, &log)?;
+                let (failed, note) = tests(bin, root, Some(m), tests_limit, &log)?;
                 let killers: Vec<String> = failed.difference(&sem_baseline).cloned().collect();
                 Some(Side {
                     killed: !killers.is_empty() || note.is_some(),
@@ -179,6 +196,16 @@ pub fn run(root: &Path, opts: &Options, say: &mut dyn FnMut(&str)) -> Result<Rep
         rows,
         seconds: start.elapsed().as_secs_f64(),
     })
+}
+
+/// No limit, in effect (the baselines).
+const DAY: Duration = Duration::from_secs(86_400);
+
+/// How long a mutant's run may take: five times the run without mutant, and at least a minute.
+/// A mutant that makes executions spin to their step cap or block for good slows a run down by
+/// far more than that; a slower run is still a finished one well within it.
+fn timeout(baseline: Duration) -> Duration {
+    (baseline * 5).max(Duration::from_secs(60))
 }
 
 fn is_timeout(note: &str) -> bool {
@@ -323,6 +350,7 @@ fn corpus(
     m: Option<Mutant>,
     opts: &Options,
     out: &Path,
+    limit: Duration,
 ) -> Result<Results, String> {
     let mut cmd = Command::new(harness);
     cmd.arg("run").arg("--quiet").arg("--out").arg(out);
@@ -339,9 +367,9 @@ fn corpus(
         Some(m) => cmd.env(mutant::ENV, m.name()),
         None => cmd.env_remove(mutant::ENV),
     };
-    let done = run_logged(&mut cmd, &out.join("stderr.log"), false, opts.timeout)?;
+    let done = run_logged(&mut cmd, &out.join("stderr.log"), false, limit)?;
     if !done.in_time {
-        return Err(format!("timed out after {} s", opts.timeout.as_secs()));
+        return Err(format!("timed out after {} s", limit.as_secs()));
     }
     match done.status.and_then(|s| s.code()) {
         Some(0 | 1) => Results::read(&out.join("results.json")),
@@ -359,8 +387,9 @@ fn corpus_timed(
     opts: &Options,
     out: &Path,
     holding: &BTreeSet<(String, String, String)>,
+    limit: Duration,
 ) -> Result<Vec<Kill>, String> {
-    let results = corpus(harness, Some(m), opts, out)?;
+    let results = corpus(harness, Some(m), opts, out, limit)?;
     Ok(results
         .runs
         .into_iter()
@@ -431,6 +460,33 @@ impl Report {
         (corpus, semantics)
     }
 
+    /// Reads a `mutants.json`.
+    pub fn read(path: &Path) -> Result<Report, String> {
+        let text =
+            fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        serde_json::from_str(&text)
+            .map_err(|e| format!("{} is not a mutants report: {e}", path.display()))
+    }
+
+    /// Takes in the rows of an earlier report measured the same way, for the mutants this one
+    /// did not run (so measuring a few mutants again keeps the others); rows stay in the
+    /// catalogue's order. `false` when the earlier report was measured otherwise.
+    pub fn keep_from(&mut self, earlier: Report) -> bool {
+        if earlier.engines != self.engines || earlier.budget != self.budget {
+            return false;
+        }
+        let ran: BTreeSet<String> = self.rows.iter().map(|r| r.mutant.clone()).collect();
+        self.rows.extend(
+            earlier
+                .rows
+                .into_iter()
+                .filter(|r| !ran.contains(&r.mutant) && mutant::from_name(&r.mutant).is_some()),
+        );
+        let rank = |r: &Row| mutant::ALL.iter().position(|m| m.name() == r.mutant);
+        self.rows.sort_by_key(rank);
+        true
+    }
+
     pub fn to_json(&self) -> String {
         serde_json::to_string_pretty(self).expect("the report serializes") + "\n"
     }
@@ -470,10 +526,15 @@ impl Report {
         );
         let _ = writeln!(
             s,
-            "Reproduce: `cargo run --release -p harness -- mutants` ({:.0} min here); one \
+            "Reproduce: `cargo run --release -p harness -- mutants` (about {:.0} min here); \
+             `harness mutants NAME..` measures some again and keeps the other rows; one \
              mutant by hand: `PRIMITIVES_MUTANT=<name> cargo run --release -p harness \
              --features mutants -- run`.\n",
-            self.seconds / 60.0
+            self.rows
+                .iter()
+                .map(|r| r.corpus.seconds + r.semantics.as_ref().map_or(0.0, |x| x.seconds))
+                .sum::<f64>()
+                / 60.0
         );
         s.push_str("| mutant | primitive | what it does differently | corpus | semantics tests | seconds |\n");
         s.push_str("|---|---|---|---|---|---|\n");
@@ -560,4 +621,75 @@ fn cell(side: &Side, show: usize) -> String {
         let _ = write!(c, " ({n})");
     }
     c
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn side(killers: &[&str], note: Option<&str>) -> Side {
+        Side {
+            killers: killers.iter().map(|k| k.to_string()).collect(),
+            killed: !killers.is_empty() || note.is_some_and(is_timeout),
+            note: note.map(str::to_string),
+            seconds: 1.0,
+        }
+    }
+
+    fn row(name: &str, corpus: Side, semantics: Side) -> Row {
+        Row {
+            mutant: name.to_string(),
+            primitive: "chan".to_string(),
+            what: "does | something".to_string(),
+            corpus,
+            kills: Vec::new(),
+            semantics: Some(semantics),
+        }
+    }
+
+    #[test]
+    fn test_names_lose_their_rstest_case() {
+        assert_eq!(
+            test_name("chan::a_full_channel::engine_1_Engine__Loom"),
+            "chan::a_full_channel"
+        );
+        assert_eq!(
+            test_name("golang::select7::case_3::engine_2_x"),
+            "golang::select7"
+        );
+        assert_eq!(test_name("hb::plain"), "hb::plain");
+    }
+
+    #[test]
+    fn the_report_ends_with_the_kill_line_and_lists_the_gaps() {
+        let report = Report {
+            engines: vec!["shuttle-pct".to_string()],
+            budget: None,
+            catalogue: 3,
+            rows: vec![
+                row("a", side(&["moby_1"], None), side(&["chan::x"], None)),
+                row("b", side(&[], None), side(&[], Some("timed out after 9 s"))),
+                row("c", side(&[], Some("timed out after 9 s")), side(&[], None)),
+            ],
+            seconds: 60.0,
+        };
+        assert_eq!(report.kills(), (2, 2));
+        let md = report.render();
+        assert_eq!(
+            md.lines().last(),
+            Some("corpus kills 2 of 3 mutants; semantics tests kill 2 of 3")
+        );
+        let gaps = md.split("## Gaps of the corpus").nth(1).unwrap();
+        assert!(gaps.contains("- `b` (chan)"));
+        assert!(!gaps
+            .split("## Gaps of the semantics")
+            .next()
+            .unwrap()
+            .contains("- `c`"));
+        assert!(
+            md.contains("does \\| something"),
+            "pipes are escaped in the table"
+        );
+        assert!(md.contains("Killed by a single bug"));
+    }
 }
