@@ -415,7 +415,11 @@ fn tests(
     log: &Path,
 ) -> Result<(BTreeSet<String>, Option<String>), String> {
     let mut cmd = Command::new(bin);
-    cmd.current_dir(root.join("primitives"));
+    cmd.current_dir(root.join("primitives"))
+        // A failure under a mutant is no regression of the real code: proptest must not
+        // record its seed in the source tree, and need not shrink it.
+        .env("PROPTEST_DISABLE_FAILURE_PERSISTENCE", "1")
+        .env("PROPTEST_MAX_SHRINK_ITERS", "0");
     match m {
         Some(m) => cmd.env(mutant::ENV, m.name()),
         None => cmd.env_remove(mutant::ENV),

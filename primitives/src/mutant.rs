@@ -97,8 +97,6 @@ mutants! {
         "The `WaitGroup` counter may go negative, without the panic.";
     WaitGroupReuseNotDetected "waitgroup-reuse-not-detected" "WaitGroup"
         "A `WaitGroup` reused before a previous `Wait` has returned is not reported.";
-    WaitGroupMisuseNotDetected "waitgroup-misuse-not-detected" "WaitGroup"
-        "An `Add` from zero concurrent with a parked `Wait` is not reported.";
     HbWaitGroupDoneWait "hb-waitgroup-done-wait" "WaitGroup"
         "Drops the edge: `Done` happens before the `Wait` it unblocks returns.";
     OnceNoWait "once-no-wait" "Once"

@@ -155,11 +155,9 @@ impl WaitGroup {
             let mut st = inner.state.borrow(&cx);
             if v < 0 && !mutant::on(Mutant::WaitGroupNegativeNoPanic) {
                 Some("sync: negative WaitGroup counter")
-            } else if st.waiters > 0
-                && delta > 0
-                && v == delta
-                && !mutant::on(Mutant::WaitGroupMisuseNotDetected)
-            {
+            } else if st.waiters > 0 && delta > 0 && v == delta {
+                // Go's window (a Done between its counter update and its reset of the
+                // waiters) does not exist here, where each Add is one step: kept for Go's words.
                 Some("sync: WaitGroup misuse: Add called concurrently with Wait")
             } else {
                 if v == 0 && st.waiters > 0 {

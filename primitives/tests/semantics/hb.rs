@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use primitives::context;
 use primitives::explore::{explore, Engine, Settings};
-use primitives::sync::{AtomicI64, Mutex, Once, RwMutex, WaitGroup};
+use primitives::sync::{AtomicI64, Cond, Mutex, Once, RwMutex, WaitGroup};
 use primitives::{go, Chan, GoMap, Shared, Verdict};
 use proptest::prelude::*;
 use rstest::rstest;
@@ -241,6 +241,37 @@ fn done_happens_before_wait_returns() {
         wg.wait();
         x.get();
     });
+}
+
+/// A waiter and a signaller that never holds the lock while it writes: only the `Signal`
+/// orders the write before the read. (The signaller takes the lock once first, which returns
+/// only after the waiter's `Wait` has released it, so the waiter is counted before the signal;
+/// that edge runs from the waiter to the signaller, before the write.)
+fn signal_and_wait(write_first: bool) {
+    let (x, mu) = (x(), Mutex::new());
+    let cond = Cond::new(&mu);
+    mu.lock();
+    let (y, m, c) = (x.clone(), mu.clone(), cond.clone());
+    go(move || {
+        m.lock();
+        m.unlock();
+        if write_first {
+            y.set(1);
+        }
+        c.signal();
+        if !write_first {
+            y.set(1);
+        }
+    });
+    cond.wait();
+    x.get();
+    mu.unlock();
+}
+
+#[test]
+fn signal_happens_before_the_wait_it_wakes_returns() {
+    clean(|| signal_and_wait(true));
+    races(|| signal_and_wait(false));
 }
 
 #[test]
