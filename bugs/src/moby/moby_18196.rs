@@ -15,6 +15,7 @@ inventory::submit! {
         upstream: "https://github.com/moby/moby/pull/18196",
         category: "Atomicity violation (atomic decrement computed from a plain read)",
         expected: primitives::Verdict::Assert,
+        also: &[primitives::Verdict::Panic],
         kernel: test_locker_concurrency,
         walkthrough: include_str!("moby_18196.md"),
         asplos: Some("non-blocking-bugs/docker/985175fd8f8f662d5067bd62a89330e9a437375c.txt"),
