@@ -558,12 +558,11 @@ fn mutants(args: MutantsArgs) -> Result<ExitCode, Failure> {
     let earlier = args.out.join("mutants.json");
     if some && earlier.exists() {
         // Measuring a few mutants again updates their rows and keeps the others.
-        match crate::mutants::Report::read(&earlier) {
-            Ok(old) if report.clone().keep_from(old.clone()) => {
-                report.keep_from(old);
-                println!("kept the other rows of {}", earlier.display())
-            }
-            _ => println!(
+        // keep_from leaves the report as it is when the earlier one was measured otherwise.
+        let kept = crate::mutants::Report::read(&earlier).is_ok_and(|old| report.keep_from(old));
+        match kept {
+            true => println!("kept the other rows of {}", earlier.display()),
+            false => println!(
                 "note: {} was measured otherwise; it is replaced by these {} mutants",
                 earlier.display(),
                 report.rows.len()
