@@ -106,6 +106,9 @@ pub struct GoroutineInfo {
     pub state: String,
     /// Where it is blocked, if it is.
     pub blocked_at: Option<String>,
+    /// What a blocked goroutine waits on, named as the trace names objects: the channel,
+    /// lock, WaitGroup or Cond; every channel of a `select`; empty for a sleep.
+    pub waiting_on: Vec<String>,
     /// A runtime helper (the timer goroutine) rather than a goroutine of the kernel.
     pub system: bool,
 }
@@ -150,6 +153,9 @@ pub struct ExecutionReport {
     pub trace_dropped: u64,
     /// Every goroutine the execution started, `main` first.
     pub goroutines: Vec<GoroutineInfo>,
+    /// The goroutines when the failure was found, as its dump shows them (the execution then
+    /// wakes and unwinds them, so `goroutines` shows where they ended); empty when clean.
+    pub at_failure: Vec<GoroutineInfo>,
     /// Go operations performed.
     pub steps: u64,
     /// Virtual time when the execution ended.

@@ -297,6 +297,13 @@ pub fn select(cases: &mut [&mut dyn Case], has_default: bool) -> usize {
         for i in order {
             cases[i].enqueue(&cx, &mut b, Waiter { case: i, ..base });
         }
+        let mut objs = std::mem::take(&mut b.goroutines[cx.gid].select_objs);
+        objs.clear();
+        for m in cases.iter().filter_map(|c| c.meta()) {
+            b.note(m);
+            objs.push(m.id);
+        }
+        b.goroutines[cx.gid].select_objs = objs;
         base
     };
     let fired = cx.park(WaitReason::Select, None, Op::Select);

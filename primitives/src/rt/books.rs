@@ -10,7 +10,8 @@ use super::timer::Timers;
 use super::trace::{Op, Phase, Trace};
 use super::verdict::Failure;
 use super::{
-    progress, Deferred, Fired, Gid, Goroutine, ObjId, ObjMeta, Site, Status, Waiter, MAIN,
+    progress, Deferred, Fired, Gid, Goroutine, ObjId, ObjMeta, Site, Status, WaitReason, Waiter,
+    MAIN,
 };
 use crate::report::{ExecutionReport, GoroutineInfo, TraceEvent, Verdict};
 
@@ -218,16 +219,25 @@ impl Books {
         out
     }
 
-    pub(super) fn goroutine_infos(&self) -> Vec<GoroutineInfo> {
+    pub(crate) fn goroutine_infos(&self) -> Vec<GoroutineInfo> {
         self.goroutines
             .iter()
             .enumerate()
             .map(|(i, g)| {
-                let (state, blocked_at) = match &g.status {
-                    Status::Runnable => ("runnable".to_string(), None),
-                    Status::Returned => ("returned".to_string(), None),
-                    Status::Finished => ("finished".to_string(), None),
-                    Status::Blocked(w) => (w.reason.to_string(), Some(Site(w.at).to_string())),
+                let (state, blocked_at, waiting_on) = match &g.status {
+                    Status::Runnable => ("runnable".to_string(), None, Vec::new()),
+                    Status::Returned => ("returned".to_string(), None, Vec::new()),
+                    Status::Finished => ("finished".to_string(), None, Vec::new()),
+                    Status::Blocked(w) => {
+                        let on = match (w.obj, w.reason) {
+                            (Some(o), _) => vec![self.label(o)],
+                            (None, WaitReason::Select) => {
+                                g.select_objs.iter().map(|&o| self.label(o)).collect()
+                            }
+                            (None, _) => Vec::new(),
+                        };
+                        (w.reason.to_string(), Some(Site(w.at).to_string()), on)
+                    }
                 };
                 GoroutineInfo {
                     id: i,
@@ -235,6 +245,7 @@ impl Books {
                     created_at: Site(g.created_at).to_string(),
                     state,
                     blocked_at,
+                    waiting_on,
                     system: g.system,
                 }
             })
@@ -272,9 +283,9 @@ impl Books {
 
 impl Books {
     pub(super) fn report(&mut self) -> ExecutionReport {
-        let (verdict, message, dump, race) = match self.failure.take() {
-            Some(f) => (f.verdict, f.message, f.dump, f.race),
-            None => (Verdict::Clean, String::new(), String::new(), None),
+        let (verdict, message, dump, race, at_failure) = match self.failure.take() {
+            Some(f) => (f.verdict, f.message, f.dump, f.race, Some(f.goroutines)),
+            None => (Verdict::Clean, String::new(), String::new(), None, None),
         };
         // A clean execution's trace is read by nobody; rendering it is most of an execution's
         // cost on the model checkers, so only failures carry theirs.
@@ -290,6 +301,7 @@ impl Books {
             },
             trace_dropped: self.trace.dropped,
             goroutines: self.goroutine_infos(),
+            at_failure: at_failure.unwrap_or_default(),
             steps: self.step,
             virtual_time: self.now,
             race,

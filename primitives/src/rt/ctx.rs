@@ -74,7 +74,7 @@ impl<'e> Ctx<'e> {
             b.bounded_steps += 1;
         }
         if b.helper.is_some()
-            && b.goroutines[gid].steps % timer::TICK_STEPS == 0
+            && b.goroutines[gid].steps.is_multiple_of(timer::TICK_STEPS)
             && b.timers.ticking()
         {
             // A ticker's next tick may have been waiting for this goroutine to run a while.
@@ -93,7 +93,7 @@ impl<'e> Ctx<'e> {
             }
         }
         let others = b.running > 1 || b.helper.is_some();
-        let starving = if others && step % 8 == 0 {
+        let starving = if others && step.is_multiple_of(8) {
             b.goroutines
                 .iter()
                 .enumerate()
@@ -107,7 +107,7 @@ impl<'e> Ctx<'e> {
         } else {
             None
         };
-        if step % 8 == 0 {
+        if step.is_multiple_of(8) {
             b.starving = starving.is_some();
         }
         let preempt = starving.or((long_run && others).then_some(()));
@@ -385,6 +385,7 @@ impl Ctx<'_> {
             deposit: None,
             last_step: b.step,
             selects: 0,
+            select_objs: Vec::new(),
             steps: 0,
         });
         b.running += 1;

@@ -68,6 +68,7 @@ impl Execution {
             deposit: None,
             last_step: 0,
             selects: 0,
+            select_objs: Vec::new(),
             steps: 0,
         };
         let books = Books {

@@ -40,6 +40,8 @@ pub(crate) struct Goroutine {
     pub(crate) steps: u64,
     /// Selects it ran with a choice to make (loom rotates through their ready cases).
     pub(crate) selects: u64,
+    /// The channels of the `select` it parked in last (for the dump's wait-for picture).
+    pub(crate) select_objs: Vec<ObjId>,
 }
 
 /// What a goroutine is doing.

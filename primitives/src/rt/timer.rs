@@ -277,6 +277,7 @@ impl Ctx<'_> {
             deposit: None,
             last_step: 0,
             selects: 0,
+            select_objs: Vec::new(),
             steps: 0,
         });
         b.helper = Some(gid);

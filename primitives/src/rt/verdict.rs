@@ -15,6 +15,8 @@ pub(crate) struct Failure {
     pub(crate) message: String,
     pub(crate) dump: String,
     pub(crate) race: Option<RaceReport>,
+    /// The goroutines as the dump shows them (the execution then unwinds them).
+    pub(crate) goroutines: Vec<crate::report::GoroutineInfo>,
 }
 
 /// The panic payload that unwinds goroutines once the execution is over.
@@ -82,11 +84,13 @@ impl Ctx<'_> {
     ) {
         if b.failure.is_none() {
             let dump = b.render_dump(Some((self.gid, self.at)));
+            let goroutines = b.goroutine_infos();
             b.failure = Some(Failure {
                 verdict,
                 message,
                 dump,
                 race,
+                goroutines,
             });
         }
         b.abort();
