@@ -45,6 +45,8 @@ enum Command {
     Bless(BlessArgs),
     /// Measure detection speed (and gather criterion's figures) into BENCH.md.
     Bench(BenchArgs),
+    /// Build the book (chapters by primitive, a page per bug) from the last results.
+    Book(BookArgs),
     /// Measure which semantic faults of the primitives the corpus and the semantics tests
     /// catch, into MUTANTS.md.
     Mutants(MutantsArgs),
@@ -158,6 +160,16 @@ struct BenchArgs {
 }
 
 #[derive(clap::Args, Debug)]
+struct BookArgs {
+    /// The results to build it from.
+    #[arg(long, default_value = "reports/results.json")]
+    results: PathBuf,
+    /// Where to write the book (replaced whole once built).
+    #[arg(long, default_value = "reports/book")]
+    out: PathBuf,
+}
+
+#[derive(clap::Args, Debug)]
 struct BlessArgs {
     /// Bug ids (default: every bug).
     bugs: Vec<String>,
@@ -210,6 +222,13 @@ pub fn main() -> ExitCode {
                 jobs: None,
             })
             .map(|_| code)
+        })
+        .and_then(|code| {
+            book(BookArgs {
+                results: PathBuf::from("reports/results.json"),
+                out: PathBuf::from("reports/book"),
+            })
+            .map(|_| code)
         }),
         Some(Command::List) => list(),
         Some(Command::Run(args)) => run(args),
@@ -218,6 +237,7 @@ pub fn main() -> ExitCode {
         Some(Command::Merge(args)) => merge(args),
         Some(Command::Bless(args)) => bless(args),
         Some(Command::Bench(args)) => bench(args),
+        Some(Command::Book(args)) => book(args),
         Some(Command::Mutants(args)) => mutants(args),
     };
     match result {
@@ -391,6 +411,24 @@ fn bench(args: BenchArgs) -> Result<ExitCode, Failure> {
         selected.len(),
         start.elapsed().as_secs_f64(),
         estimates.len(),
+        args.out.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn book(args: BookArgs) -> Result<ExitCode, Failure> {
+    let results = Results::read(&args.results).map_err(|e| {
+        usage(format!(
+            "{e}; `harness run` writes the results a book is built from"
+        ))
+    })?;
+    let built =
+        crate::book::build(&results, &args.out).map_err(|message| Failure { code: 1, message })?;
+    println!(
+        "book of {} bugs ({} with a picture of the failure) in {}/; open {}/index.html",
+        built.pages,
+        built.pictures,
+        args.out.display(),
         args.out.display()
     );
     Ok(ExitCode::SUCCESS)

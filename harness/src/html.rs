@@ -29,6 +29,47 @@ pre { background: #f6f8fa; padding: 8px; overflow-x: auto; font-size: 12px; }
 .lanes { overflow-x: auto; }
 .legend span { display: inline-block; padding: 1px 6px; margin-right: 8px; border: 1px solid; border-radius: 4px; font-size: 12px; }
 code { font-size: 12px; }
+.filters { margin: 1em 0; font-size: 13px; }
+.filters label { margin-right: 1em; }
+";
+
+/// What a row of the table is filtered on.
+struct Row<'a> {
+    chapter: Option<crate::book::Chapter>,
+    provenance: &'static str,
+    verdict: &'a str,
+}
+
+fn distinct(values: impl Iterator<Item = String>) -> Vec<String> {
+    values
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect()
+}
+
+/// Shows the rows whose data attributes match every chosen filter.
+const FILTER_JS: &str = "
+(function () {
+  var form = document.getElementById('filters');
+  var rows = document.querySelectorAll('#bugs tbody tr');
+  function apply() {
+    var shown = 0;
+    rows.forEach(function (tr) {
+      var ok = Array.prototype.every.call(form.querySelectorAll('select'), function (s) {
+        return s.value === '' || tr.dataset[s.name] === s.value;
+      });
+      tr.hidden = !ok;
+      if (ok) shown++;
+    });
+    document.getElementById('shown').textContent = shown + ' of ' + rows.length + ' bugs';
+  }
+  form.addEventListener('change', apply);
+  var params = new URLSearchParams(location.search);
+  form.querySelectorAll('select').forEach(function (s) {
+    if (params.has(s.name)) s.value = params.get(s.name);
+  });
+  apply();
+})();
 ";
 
 pub fn render(results: &Results, bench: Option<&Bench>) -> String {
@@ -40,7 +81,7 @@ pub fn render(results: &Results, bench: Option<&Bench>) -> String {
     );
     let _ = writeln!(
         out,
-        "<h1>Go concurrency bugs, reproduced</h1>\n<p>{} bugs. Harness {} (seed {}). Each bug's buggy kernel is explored by loom, shuttle (PCT, random and uniform random walk) and real threads (threads: this crate's runtime on OS threads, not stock Go); its fixed kernel must stay clean everywhere. The stock Go column is how often <code>go test</code> with Go 1.19 showed the bug in GoKer's kernel, out of 20 runs (measured outside this repository: <code>bugs/stock-go.tsv</code>).</p>",
+        "<h1>Go concurrency bugs, reproduced</h1>\n<p>{} bugs. Harness {} (seed {}). Each bug's buggy kernel is explored by loom, shuttle (PCT, random and uniform random walk) and real threads (threads: this crate's runtime on OS threads, not stock Go); its fixed kernel must stay clean everywhere. Each bug's name opens its page in the <a href=\"book/index.html\">book</a> (chapters by primitive, the picture of each failure, the fix as a diff). The stock Go column is how often <code>go test</code> with Go 1.19 showed the bug in GoKer's kernel, out of 20 runs (measured outside this repository: <code>bugs/stock-go.tsv</code>).</p>",
         bugs.len(),
         esc(&results.harness),
         results.seed
@@ -49,28 +90,88 @@ pub fn render(results: &Results, bench: Option<&Bench>) -> String {
         .iter()
         .map(|e| format!("<th>{}</th>", esc(&crate::summary::engine_header(*e))))
         .collect();
+    // Each row carries what the filters match on.
+    let rows: Vec<Row<'_>> = bugs
+        .iter()
+        .map(|b| {
+            let bug = bugs::find(b.bug);
+            Row {
+                chapter: bug.map(|bug| crate::book::chapter_of(bug, b)),
+                provenance: bug.map_or("", |bug| bug.source.as_str()),
+                verdict: b.expected,
+            }
+        })
+        .collect();
+    let _ = writeln!(out, "<form id=\"filters\" class=\"filters\">");
+    for (key, label, values) in [
+        (
+            "project",
+            "project",
+            distinct(bugs.iter().map(|b| b.project.to_string())),
+        ),
+        (
+            "chapter",
+            "primitive",
+            crate::book::Chapter::ALL
+                .iter()
+                .filter(|c| rows.iter().any(|r| r.chapter == Some(**c)))
+                .map(|c| c.title().to_string())
+                .collect(),
+        ),
+        (
+            "verdict",
+            "verdict",
+            distinct(rows.iter().map(|r| r.verdict.to_string())),
+        ),
+        (
+            "provenance",
+            "provenance",
+            distinct(rows.iter().map(|r| r.provenance.to_string())),
+        ),
+    ] {
+        let options: String = values
+            .iter()
+            .map(|v| format!("<option>{}</option>", esc(v)))
+            .collect();
+        let _ = writeln!(
+            out,
+            "<label>{label} <select name=\"{key}\"><option value=\"\">all</option>{options}</select></label>"
+        );
+    }
     let _ = writeln!(
         out,
-        "<table>\n<thead><tr><th>bug</th><th>project</th><th>category</th><th>expected</th><th>stock Go</th>{headers}<th>fixed</th></tr></thead>\n<tbody>"
+        "<span id=\"shown\">{n} of {n} bugs</span></form>",
+        n = bugs.len()
     );
-    for b in &bugs {
+    let _ = writeln!(
+        out,
+        "<table id=\"bugs\">\n<thead><tr><th>bug</th><th>project</th><th>primitive</th><th>category</th><th>provenance</th><th>expected</th><th>stock Go</th>{headers}<th>fixed</th></tr></thead>\n<tbody>"
+    );
+    for (b, row) in bugs.iter().zip(&rows) {
         let cells: String = Engine::ALL
             .iter()
             .map(|e| format!("<td>{}</td>", esc(&buggy_cell(b.buggy.get(e.as_str())))))
             .collect();
+        let chapter = row.chapter.map_or("", |c| c.title());
         let _ = writeln!(
             out,
-            "<tr{}><td><a href=\"#{id}\">{id}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>{cells}<td>{}</td></tr>",
+            "<tr{} data-project=\"{}\" data-chapter=\"{}\" data-verdict=\"{}\" data-provenance=\"{}\"><td><a href=\"book/bugs/{id}.html\" title=\"its page in the book\">{id}</a> <a href=\"#{id}\" title=\"its swimlanes below\">↓</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>{cells}<td>{}</td></tr>",
             if b.holds() { "" } else { " class=\"bad\"" },
             esc(b.project),
+            esc(chapter),
+            esc(row.verdict),
+            esc(row.provenance),
+            esc(b.project),
+            esc(chapter),
             esc(b.category),
+            esc(row.provenance),
             esc(&b.expected_text()),
             esc(&crate::summary::stock_go_cell(b.bug)),
             esc(&fixed_cell(&b.fixed)),
             id = esc(b.bug),
         );
     }
-    let _ = writeln!(out, "</tbody>\n</table>");
+    let _ = writeln!(out, "</tbody>\n</table>\n<script>{FILTER_JS}</script>");
     let excluded = bugs::excluded();
     if !excluded.is_empty() {
         let _ = writeln!(

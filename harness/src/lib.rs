@@ -2,6 +2,7 @@
 //! bug's expectations, replays and explains failures, and writes `reports/`.
 
 pub mod bench;
+pub mod book;
 pub mod cause;
 pub mod cli;
 pub mod fidelity;

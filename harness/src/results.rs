@@ -85,6 +85,13 @@ pub struct FirstFailure {
     /// Goroutine names by id, for the swimlanes.
     #[serde(default)]
     pub goroutines: Vec<String>,
+    /// The goroutines blocked when the failure was found, and what each waits on: the
+    /// wait-for picture's edges.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub waits: Vec<WaitEntry>,
+    /// A race's two accesses (earlier first), whether or not the trace kept their events.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub accesses: Vec<AccessEntry>,
     /// Steps to mark in pictures: the two accesses of a race.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub marks: Vec<u64>,
@@ -121,6 +128,28 @@ pub struct TraceEntry {
     /// This entry closes a loop's round that came back more times (folded away).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub repeat: Option<Repeat>,
+}
+
+/// One access of a race.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct AccessEntry {
+    pub step: u64,
+    pub g: usize,
+    /// `read`, `write`, `atomic write`, `write in Add`...
+    pub kind: String,
+    pub at: String,
+    pub obj: String,
+}
+
+/// A goroutine blocked at the failure.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct WaitEntry {
+    pub g: usize,
+    /// The wait, in the dump's words (`chan send`, `sync.Mutex.Lock`, `select`).
+    pub state: String,
+    /// The objects it waits on, named as in the trace (several for a `select`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub on: Vec<String>,
 }
 
 /// A folded loop: the `round` entries ending at the one that carries it came back `times`
@@ -164,6 +193,34 @@ impl FirstFailure {
                 })
                 .collect(),
             goroutines: r.goroutines.iter().map(|g| g.name.clone()).collect(),
+            waits: r
+                .at_failure
+                .iter()
+                .filter(|g| g.blocked_at.is_some() && !g.system)
+                .map(|g| WaitEntry {
+                    g: g.id,
+                    state: g.state.clone(),
+                    on: g.waiting_on.clone(),
+                })
+                .collect(),
+            accesses: r
+                .race
+                .iter()
+                .flat_map(|race| {
+                    [&race.previous, &race.current].map(|a| AccessEntry {
+                        step: a.step,
+                        g: a.g,
+                        kind: format!(
+                            "{}{}{}",
+                            if a.atomic { "atomic " } else { "" },
+                            if a.write { "write" } else { "read" },
+                            a.op.map(|op| format!(" in {op}")).unwrap_or_default()
+                        ),
+                        at: a.at.clone(),
+                        obj: race.object.clone(),
+                    })
+                })
+                .collect(),
             marks: r
                 .race
                 .as_ref()

@@ -393,6 +393,8 @@ mod tests {
                 entry(3, 0, "Lock", true),
             ],
             goroutines: vec!["main".into(), "worker".into()],
+            waits: vec![],
+            accesses: vec![],
             marks: vec![],
             trace_dropped: 0,
             trace_hidden: 0,

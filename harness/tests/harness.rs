@@ -47,6 +47,10 @@ fn bad_input_gets_one_line_and_exit_2() {
     refused(&["run", "--shard", "x"], "expected K/N");
     refused(&["run", "--budget", "0"], "at least one execution");
     refused(
+        &["book", "--results", "/nonexistent/results.json"],
+        "`harness run` writes the results",
+    );
+    refused(
         &[
             "replay",
             "etcd_6857",
@@ -290,29 +294,76 @@ fn walkthrough_schedules_replay_byte_for_byte() {
     }
 }
 
+/// Debian's chromium (installed by .ci/run), or `None` where this machine has none and the
+/// run does not require it.
 fn chromium() -> Option<PathBuf> {
-    [
+    let found = [
         "/usr/bin/chromium",
         "/usr/bin/chromium-browser",
         "/usr/bin/google-chrome",
     ]
     .iter()
     .map(PathBuf::from)
-    .find(|p| p.exists())
+    .find(|p| p.exists());
+    if found.is_none() {
+        assert!(
+            std::env::var_os("REQUIRE_CHROMIUM").is_none(),
+            "REQUIRE_CHROMIUM is set but no chromium is installed"
+        );
+        eprintln!("skipped: no chromium on this machine (.ci/run installs it)");
+    }
+    found
+}
+
+/// Headless chromium on `url` with a fresh profile in `dir`: its standard output.
+fn headless(browser: &std::path::Path, dir: &std::path::Path, url: &str, extra: &[&str]) -> String {
+    let out = Command::new(browser)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--virtual-time-budget=5000",
+        ])
+        .arg(format!("--user-data-dir={}", dir.join("profile").display()))
+        .args(extra)
+        .arg(url)
+        .output()
+        .expect("chromium runs");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A screenshot of `url` that is not a blank page.
+#[track_caller]
+fn not_blank(browser: &std::path::Path, dir: &std::path::Path, url: &str) {
+    let shot = dir.join("page.png");
+    headless(
+        browser,
+        dir,
+        url,
+        &[
+            &format!("--screenshot={}", shot.display()),
+            "--window-size=1280,2000",
+        ],
+    );
+    let png = std::fs::read(&shot).expect("a screenshot");
+    assert!(png.starts_with(b"\x89PNG"), "a PNG");
+    assert!(
+        png.len() > 20_000,
+        "a page with content renders to more than a blank PNG ({} bytes)",
+        png.len()
+    );
 }
 
 /// The report page renders in a real browser (Debian's chromium, installed by .ci/run), with
 /// a swimlane picture per failing bug.
 #[test]
 fn the_report_page_renders_in_headless_chromium() {
-    let Some(browser) = chromium() else {
-        assert!(
-            std::env::var_os("REQUIRE_CHROMIUM").is_none(),
-            "REQUIRE_CHROMIUM is set but no chromium is installed"
-        );
-        eprintln!("skipped: no chromium on this machine (.ci/run installs it)");
-        return;
-    };
+    let Some(browser) = chromium() else { return };
     let dir = scratch("render");
     let out = harness(&[
         "run",
@@ -323,28 +374,8 @@ fn the_report_page_renders_in_headless_chromium() {
         "-q",
     ]);
     assert!(out.status.code().is_some());
-    let page = dir.join("index.html");
-    let profile = dir.join("profile");
-    let chrome = |extra: &[&str]| {
-        Command::new(&browser)
-            .args([
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-            ])
-            .arg(format!("--user-data-dir={}", profile.display()))
-            .args(extra)
-            .arg(format!("file://{}", page.display()))
-            .output()
-            .expect("chromium runs")
-    };
-    let dom = chrome(&["--dump-dom"]);
-    let dom = String::from_utf8_lossy(&dom.stdout);
+    let page = format!("file://{}", dir.join("index.html").display());
+    let dom = headless(&browser, &dir, &page, &["--dump-dom"]);
     let bugs = bugs::all().len();
     assert_eq!(dom.matches("<section").count(), bugs, "a section per bug");
     // PCT alone ran: a bug it is not expected to find (`not_found_by`) has no failure to draw.
@@ -356,19 +387,198 @@ fn the_report_page_renders_in_headless_chromium() {
         dom.matches("<svg").count() >= found,
         "a swimlane picture per bug PCT finds"
     );
-    let shot = dir.join("page.png");
-    chrome(&[
-        &format!("--screenshot={}", shot.display()),
-        "--window-size=1280,2000",
-    ]);
-    let png = std::fs::read(&shot).expect("a screenshot");
-    assert!(png.starts_with(b"\x89PNG"), "a PNG");
-    assert!(
-        png.len() > 20_000,
-        "a page with content renders to more than a blank PNG ({} bytes)",
-        png.len()
+    // The filters run: a chosen primitive hides the other rows.
+    let filtered = headless(
+        &browser,
+        &dir,
+        &format!("{page}?chapter=sync.Mutex"),
+        &["--dump-dom"],
     );
+    assert!(
+        filtered.contains(&format!(" of {bugs} bugs"))
+            && !filtered.contains(&format!("{bugs} of {bugs} bugs")),
+        "the primitive filter leaves only its rows"
+    );
+    not_blank(&browser, &dir, &page);
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Every `href` and `src` of a built book that points inside it names a file that exists.
+fn dangling_links(book: &std::path::Path) -> Vec<String> {
+    let mut dangling = Vec::new();
+    let mut stack = vec![book.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            if path.extension().and_then(|e| e.to_str()) != Some("html") {
+                continue;
+            }
+            let html = std::fs::read_to_string(&path).unwrap();
+            for attr in ["href=\"", "src=\""] {
+                for piece in html.split(attr).skip(1) {
+                    let link = piece.split('"').next().unwrap_or("");
+                    let target = link.split(['#', '?']).next().unwrap_or("");
+                    if target.is_empty()
+                        || target.contains("://")
+                        || target.starts_with("mailto:")
+                        || target.starts_with("javascript:")
+                        || target.starts_with("data:")
+                    {
+                        continue;
+                    }
+                    if !path.parent().unwrap().join(target).exists() {
+                        dangling.push(format!("{}: {link}", path.display()));
+                    }
+                }
+            }
+        }
+    }
+    dangling
+}
+
+/// The bugs whose page should carry the picture of its failure, by the verdict it shows.
+fn pictured(results: &Results) -> Vec<(String, String)> {
+    harness::summary::by_bug(results)
+        .iter()
+        .filter_map(|rows| {
+            let bug = bugs::find(rows.bug)?;
+            let f = harness::book::shown(bug, rows)?.first_failure.as_ref()?;
+            // A leak of goroutines still running has nothing to wait for.
+            let drawn = match f.verdict.as_str() {
+                "deadlock" | "leak" => !f.waits.is_empty(),
+                "race" => true,
+                _ => false,
+            };
+            drawn.then(|| (rows.bug.to_string(), f.verdict.clone()))
+        })
+        .collect()
+}
+
+/// `harness book` from the committed results into `dir/book`: the book and the results.
+fn build_book(dir: &std::path::Path) -> (PathBuf, Results) {
+    let book = dir.join("book");
+    let results = harness::workspace_root().join("reports/results.json");
+    let out = harness(&[
+        "book",
+        "--results",
+        results.to_str().unwrap(),
+        "--out",
+        book.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (book, Results::read(&results).unwrap())
+}
+
+/// The book, built from the committed results: a page per bug and per chapter, the picture
+/// of every deadlock, leak and race, and no link that leads nowhere.
+#[test]
+fn the_book_is_built_whole_and_its_links_resolve() {
+    let dir = scratch("book");
+    let (book, results) = build_book(&dir);
+    for bug in bugs::all() {
+        assert!(
+            book.join(format!("bugs/{}.html", bug.id)).exists(),
+            "{}: no page",
+            bug.id
+        );
+    }
+    let index = std::fs::read_to_string(book.join("index.html")).unwrap();
+    assert!(
+        index.contains("sync.Mutex"),
+        "the start page lists the chapters"
+    );
+    for (id, verdict) in pictured(&results) {
+        let page = std::fs::read_to_string(book.join(format!("bugs/{id}.html"))).unwrap();
+        let class = if verdict == "race" { "race" } else { "waitfor" };
+        assert!(
+            page.contains(&format!(
+                "<svg xmlns=\"http://www.w3.org/2000/svg\" class=\"{class}\""
+            )),
+            "{id}: its {verdict} is not drawn"
+        );
+        assert!(
+            page.contains("language-diff") || page.contains("no variant switch"),
+            "{id}: no fix"
+        );
+    }
+    let dangling = dangling_links(&book);
+    assert!(dangling.is_empty(), "links that lead nowhere: {dangling:?}");
+    // Built whole or not at all: nothing staged is left beside it.
+    let left: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".tmp") || n.contains(".old"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The book in a real browser: its start page, three bug pages with their pictures, and its
+/// search.
+#[test]
+fn the_book_renders_in_headless_chromium() {
+    let Some(browser) = chromium() else { return };
+    let dir = scratch("book-chromium");
+    let (book, results) = build_book(&dir);
+    let chrome = |url: String, extra: &[&str]| headless(&browser, &dir, &url, extra);
+    let url = |page: &str| format!("file://{}/{page}", book.display());
+    let start = chrome(url("index.html"), &["--dump-dom"]);
+    assert!(start.contains("How to read it"), "the start page renders");
+    assert!(
+        start.contains("sync.WaitGroup"),
+        "the sidebar lists the chapters"
+    );
+    // One bug page of each picture: a deadlock, a leak, a race.
+    let pictured = pictured(&results);
+    for verdict in ["deadlock", "leak", "race"] {
+        let (id, _) = pictured
+            .iter()
+            .find(|(_, v)| v == verdict)
+            .unwrap_or_else(|| panic!("no {verdict} in the corpus"));
+        let dom = chrome(url(&format!("bugs/{id}.html")), &["--dump-dom"]);
+        let class = if verdict == "race" { "race" } else { "waitfor" };
+        assert!(
+            dom.contains(&format!("class=\"{class}\"")),
+            "{id}: its picture is in the rendered page"
+        );
+        assert!(dom.contains("class=\"lanes\""), "{id}: its swimlanes");
+        assert!(dom.contains("The fix"), "{id}: its fix");
+    }
+    // mdBook's search opens with `?search=`: a kernel's object name finds its page.
+    let found = chrome(url("index.html?search=podStatusesLock"), &["--dump-dom"]);
+    assert!(found.contains("search results for"), "the search answers");
+    assert!(
+        found.contains("kubernetes_10182"),
+        "and finds the page that names it"
+    );
+    let (deadlock, _) = pictured.iter().find(|(_, v)| v == "deadlock").unwrap();
+    not_blank(&browser, &dir, &url(&format!("bugs/{deadlock}.html")));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// `reports/book/` was built from the committed results: a page per bug of the corpus.
+#[test]
+fn committed_book_covers_the_corpus() {
+    let book = harness::workspace_root().join("reports/book");
+    assert!(
+        book.join("index.html").exists(),
+        "reports/book/ is committed; build it with `cargo run --release -p harness -- book`"
+    );
+    for bug in bugs::all() {
+        assert!(
+            book.join(format!("bugs/{}.html", bug.id)).exists(),
+            "{}: reports/book/ lacks its page; rebuild it with `harness book`",
+            bug.id
+        );
+    }
 }
 
 /// `reports/` was regenerated after the corpus last changed: it has every registered bug,
