@@ -457,7 +457,8 @@ fn atomic_adds_are_never_lost(
 }
 
 /// A goroutine that unlocks and relocks in a loop cannot starve a waiter forever: after the
-/// waiter loses one race, the mutex hands it the lock (Go's starvation mode).
+/// waiter loses one race, the mutex hands it the lock (Go's starvation mode). So every
+/// execution ends, well within the step cap: one cut there would be the waiter starved.
 #[rstest]
 fn a_relocking_loop_does_not_starve_a_waiter(
     #[values(
@@ -470,7 +471,7 @@ fn a_relocking_loop_does_not_starve_a_waiter(
     )]
     engine: Engine,
 ) {
-    expect_clean(engine, || {
+    let found = expect_clean(engine, || {
         let (mu, ready) = (Mutex::new(), Shared::new(false));
         let (m, r) = (mu.clone(), ready.clone());
         go(move || {
@@ -485,6 +486,10 @@ fn a_relocking_loop_does_not_starve_a_waiter(
         }
         mu.unlock();
     });
+    assert_eq!(
+        found.bound_reached, 0,
+        "{engine}: the waiter was starved until the step cap in some executions"
+    );
 }
 
 #[rstest]
