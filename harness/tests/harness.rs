@@ -550,7 +550,7 @@ fn the_book_renders_in_headless_chromium() {
             "{id}: its picture is in the rendered page"
         );
         assert!(dom.contains("class=\"lanes\""), "{id}: its swimlanes");
-        assert!(dom.contains("The fix"), "{id}: its fix");
+        assert!(dom.contains("The fix as a diff"), "{id}: its fix");
     }
     // mdBook's search opens with `?search=`: a kernel's object name finds its page.
     let found = chrome(url("index.html?search=podStatusesLock"), &["--dump-dom"]);

@@ -428,6 +428,29 @@ fn left_out_page() -> String {
     s
 }
 
+/// The walkthrough with the text swimlanes of its generated block replaced by `lanes`, the same
+/// schedule drawn as SVG (the text table would also double the page and most of the search
+/// index). The sentence that introduces it, the goroutine dump and the replay command stay.
+fn lanes_drawn(md: &str, lanes: &str) -> String {
+    let Some(begin) = md.find(walkthrough::BEGIN) else {
+        return format!("{md}\n{lanes}");
+    };
+    let end = md[begin..]
+        .find(walkthrough::END)
+        .map_or(md.len(), |e| begin + e);
+    let Some(open) = md[begin..end].find("```text\n").map(|o| begin + o) else {
+        return md.to_string();
+    };
+    let body = open + "```text\n".len();
+    let Some(close) = md[body..end]
+        .find("```\n")
+        .map(|c| body + c + "```\n".len())
+    else {
+        return md.to_string();
+    };
+    format!("{}{lanes}{}", &md[..open], &md[close..])
+}
+
 /// A bug's page, and whether it has a picture of its failure.
 fn bug_page(e: &Entry<'_>) -> (String, bool) {
     let bug = e.bug;
@@ -436,47 +459,40 @@ fn bug_page(e: &Entry<'_>) -> (String, bool) {
         md.push('\n');
     }
     let failure = e.run.and_then(|r| r.first_failure.as_ref());
-    let mut drawn = String::from("## The failure, drawn\n\n");
     let picture = failure.and_then(picture::svg);
     if let (Some(svg), Some(f)) = (&picture, failure) {
         let caption = match f.verdict.as_str() {
             "race" => {
                 "The two accesses the race detector reported, in their goroutines' lanes, \
-                       with the synchronising steps each took between them: none of them makes \
-                       a chain of happens-before edges from the first access to the second."
+                 with the synchronising steps each took between them: none of them makes a \
+                 chain of happens-before edges from the first access to the second."
             }
             _ => {
                 "The wait-for graph when the failure was found: each blocked goroutine, what \
-                  it waits on, and who could release that (dashed)."
+                 it waits on, and who could release that (dashed)."
             }
         };
-        let _ = writeln!(
-            drawn,
-            "<div class=\"picture\">\n{}</div>\n\n{caption}\n",
+        let drawn = format!(
+            "## The failure, drawn\n\n<div class=\"picture\">\n{}</div>\n\n{caption}\n\n",
             svg.trim_end()
         );
+        // The drawing goes before the walkthrough's interleaving (its trace and dump).
+        md = match md.find(walkthrough::BEGIN) {
+            Some(at) => {
+                let heading = md[..at].rfind("\n## ").map_or(at, |h| h + 1);
+                format!("{}{drawn}{}", &md[..heading], &md[heading..])
+            }
+            None => format!("{md}\n{drawn}"),
+        };
     }
-    if let (Some(run), Some(f)) = (e.run, failure) {
-        let _ = writeln!(
-            drawn,
-            "The failing schedule as swimlanes ({}, schedule {}, verdict **{}**):\n\n<div class=\"lanes\">\n{}</div>\n",
-            run.engine,
-            f.schedule,
-            f.verdict,
+    if let Some(f) = failure {
+        let lanes = format!(
+            "<div class=\"lanes\">\n{}</div>\n",
             swimlane::svg(f).trim_end()
         );
-    } else {
-        drawn.push_str("No engine found a failing schedule.\n\n");
+        md = lanes_drawn(&md, &lanes);
     }
-    // The drawing goes before the walkthrough's interleaving (its trace and dump).
-    md = match md.find(walkthrough::BEGIN) {
-        Some(at) => {
-            let heading = md[..at].rfind("\n## ").map_or(at, |h| h + 1);
-            format!("{}{drawn}{}", &md[..heading], &md[heading..])
-        }
-        None => format!("{md}\n{drawn}"),
-    };
-    let _ = writeln!(md, "\n## The fix\n");
+    let _ = writeln!(md, "\n## The fix as a diff\n");
     let root = crate::workspace_root();
     let source = fs::read_to_string(root.join(bug.file)).unwrap_or_default();
     // `file!()` may be absolute; the book names files from the workspace root.
