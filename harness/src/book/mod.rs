@@ -228,9 +228,9 @@ fn stock_go_text(id: &str) -> Option<String> {
     Some(text)
 }
 
-/// "found at schedule 3 by loom": the soonest any searching engine found it.
-fn here_text(e: &Entry<'_>) -> String {
-    let found: Vec<(u64, &str)> = Engine::ALL
+/// The searching engines' first failures: `(schedule, engine)`.
+fn found_by<'a>(e: &Entry<'a>) -> Vec<(u64, &'a str)> {
+    Engine::ALL
         .iter()
         .filter(|eng| **eng != Engine::Std)
         .filter_map(|eng| e.rows.buggy.get(eng.as_str()))
@@ -240,7 +240,12 @@ fn here_text(e: &Entry<'_>) -> String {
                 .as_ref()
                 .map(|f| (f.schedule, r.engine.as_str()))
         })
-        .collect();
+        .collect()
+}
+
+/// "found at schedule 3 by loom": the soonest any searching engine found it.
+fn here_text(e: &Entry<'_>) -> String {
+    let found = found_by(e);
     match found.iter().min() {
         Some((n, engine)) => format!(
             "found at schedule {n} by {engine} ({} of {} searching engines found it)",
@@ -347,14 +352,10 @@ fn chapter_page(chapter: Chapter, list: &[&Entry<'_>]) -> String {
         list.len()
     );
     for e in list {
-        let here = e
-            .run
-            .and_then(|r| {
-                r.first_failure
-                    .as_ref()
-                    .map(|f| format!("schedule {} ({})", f.schedule, r.engine))
-            })
-            .unwrap_or_else(|| "·".into());
+        let here = found_by(e).into_iter().min().map_or_else(
+            || "·".into(),
+            |(n, engine)| format!("schedule {n} ({engine})"),
+        );
         let _ = writeln!(
             s,
             "| [{id}](bugs/{id}.md) | {} | {} | {} | {} |",
@@ -459,6 +460,16 @@ fn bug_page(e: &Entry<'_>) -> (String, bool) {
         md.push('\n');
     }
     let failure = e.run.and_then(|r| r.first_failure.as_ref());
+    // Stock Go's figure beside ours, under the walkthrough's table of facts.
+    let glance = format!(
+        "> **Stock Go:** {}. **Here:** {}.\n\n",
+        stock_go_text(bug.id).unwrap_or_else(|| "no GoKer kernel, so not measured".into()),
+        here_text(e)
+    );
+    md = match md.find("\n\n## ") {
+        Some(at) => format!("{}\n\n{glance}{}", &md[..at], &md[at + 2..]),
+        None => format!("{md}\n{glance}"),
+    };
     let picture = failure.and_then(picture::svg);
     if let (Some(svg), Some(f)) = (&picture, failure) {
         let caption = match f.verdict.as_str() {
