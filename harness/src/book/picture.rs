@@ -223,7 +223,8 @@ impl WaitFor {
                         }
                     }
                     if !edges.iter().any(|e| !e.waits && e.obj == obj) {
-                        o.missing = Some("no holder in the trace".into());
+                        // Not a missing partner: the holder's steps may be before the trace.
+                        o.note = Some("its holder is not in the trace".into());
                     }
                 }
                 "WaitGroup" => {
@@ -250,11 +251,17 @@ impl WaitFor {
                     ));
                 }
                 "Cond" => {
-                    let since = f
-                        .trace
+                    // When the earliest of the waits still pending began: each waiter's last
+                    // parked Cond.Wait.
+                    let since = waiters
                         .iter()
-                        .filter(|e| waiters.contains(&e.g) && e.blocked && e.op == "Cond.Wait")
-                        .map(|e| e.step)
+                        .filter_map(|&g| {
+                            f.trace
+                                .iter()
+                                .filter(|e| e.g == g && e.blocked && e.op == "Cond.Wait")
+                                .map(|e| e.step)
+                                .max()
+                        })
                         .min()
                         .unwrap_or(0);
                     for (e, _) in &on_obj {
@@ -872,6 +879,26 @@ mod tests {
         assert_eq!(
             g.objects[0].missing.as_deref(),
             Some("1 Done call never came")
+        );
+    }
+
+    #[test]
+    fn a_cond_signalled_only_before_the_last_wait_has_no_partner() {
+        let f = failure(
+            "leak",
+            vec![
+                ev(1, 1, "Cond.Wait", "c", true),
+                ev(2, 2, "Signal", "c", false),
+                ev(3, 1, "Cond.Wait", "c", false),
+                ev(4, 1, "Cond.Wait", "c", true),
+            ],
+            vec![(1, "sync.Cond.Wait", "c")],
+            "goroutine 0 \"main\" [returned]\ngoroutine 1 \"a\" [sync.Cond.Wait]:\ngoroutine 2 \"b\" [finished]\n",
+        );
+        let g = WaitFor::of(&f);
+        assert_eq!(
+            g.objects[0].missing.as_deref(),
+            Some("no Signal or Broadcast after the Wait")
         );
     }
 
