@@ -273,7 +273,7 @@ impl WaitFor {
                         matches!(e.op.as_str(), "Signal" | "Broadcast") && e.step > since
                     });
                     if !later {
-                        o.missing = Some("no Signal or Broadcast after the Wait".into());
+                        o.missing = Some("not signalled since its Wait".into());
                     }
                 }
                 "Once" => {
@@ -898,7 +898,7 @@ mod tests {
         let g = WaitFor::of(&f);
         assert_eq!(
             g.objects[0].missing.as_deref(),
-            Some("no Signal or Broadcast after the Wait")
+            Some("not signalled since its Wait")
         );
     }
 
