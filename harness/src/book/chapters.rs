@@ -129,8 +129,8 @@ impl Chapter {
                 "An unbuffered channel hands a value from a sender to a receiver: each waits for \
                  the other. A buffered channel holds up to its capacity; a send waits when it is \
                  full, a receive when it is empty. `close` says no more values will come: \
-                 receivers then get the zero value at once, while a send on a closed channel, \
-                 and a second `close`, panic. A nil channel blocks forever. The k-th receive \
+                 receivers take what is left in the buffer, then get the zero value at once, \
+                 while a send on a closed channel, and a second `close`, panic. A nil channel blocks forever. The k-th receive \
                  happens before the (k+C)-th send completes, for capacity C.\n\n\
                  The traps: a sender whose receiver has gone (it returned early, on an error \
                  or a timeout), a receiver waiting for a close that never comes, closing a \
