@@ -79,13 +79,14 @@ impl Chapter {
         match self {
             Chapter::Mutex => {
                 "A `sync.Mutex` admits one holder at a time. `Lock` waits while another goroutine \
-                 holds it; `Unlock` lets one waiter in. Go's mutex is not reentrant: a goroutine \
+                 holds it; `Unlock` wakes one waiter, which must still compete for the lock. Go's mutex is not reentrant: a goroutine \
                  that calls `Lock` again while it holds the lock waits for itself, forever. It \
                  is not tied to a goroutine either, so nothing stops one goroutine from \
                  unlocking what another locked, and `Unlock` of an unlocked mutex is a fatal \
                  error that `recover` cannot catch. Since Go 1.9 a waiter that has waited more \
                  than a millisecond switches the mutex to starvation mode, where the lock is \
-                 handed to the waiters in turn.\n\n\
+                 handed to the waiters in turn (an implementation detail of Go's runtime, not a \
+                 documented promise).\n\n\
                  The traps: locking twice on one path (often through a helper that locks \
                  again), returning early without the `Unlock` (an error path, a `continue`), \
                  and two locks taken in opposite orders by two goroutines (AB-BA)."
@@ -105,8 +106,8 @@ impl Chapter {
                  lowers it, and `Wait` returns once it is zero. Every `Done` happens before the \
                  `Wait` it releases returns. The counter must never go negative (a panic). An \
                  `Add` that starts the counter from zero must happen before `Wait`; the race \
-                 detector reports one that does not (typically an `Add` inside the goroutine it \
-                 counts), and reusing a group before the last `Wait` has returned can panic.\n\n\
+                 detector may report the races that follow when one does not (typically an `Add` \
+                 inside the goroutine it counts, which lets `Wait` return early), and reusing a group before the last `Wait` has returned can panic.\n\n\
                  The traps: `Add` inside the goroutine instead of before `go`, a `Done` that an \
                  error path skips, a `Done` too many, and a `Wait` while holding what the \
                  counted goroutines need to finish."
@@ -117,11 +118,11 @@ impl Chapter {
                  `Broadcast` all of them. A signal sent when nobody waits is lost: a Cond keeps \
                  no memory of it, so the waiter must check its condition in a loop, under the \
                  lock.\n\n\
-                 The traps: a signal sent before the waiter parks (lost wakeup), `Signal` where \
+                 The traps: a signal sent before the waiter calls `Wait` (lost wakeup), `Signal` where \
                  several waiters need `Broadcast`, and waiting without re-checking the condition."
             }
             Chapter::Once => {
-                "`sync.Once` runs a function once, and every `Do` returns only after that one \
+                "`sync.Once` runs only the first function passed to `Do`, once, and every `Do` returns only after that one \
                  call has returned, so a `Do` whose function calls `Do` on the same Once waits \
                  for itself. A function that panics still counts as done."
             }
@@ -130,7 +131,8 @@ impl Chapter {
                  the other. A buffered channel holds up to its capacity; a send waits when it is \
                  full, a receive when it is empty. `close` says no more values will come: \
                  receivers take what is left in the buffer, then get the zero value at once, \
-                 while a send on a closed channel, and a second `close`, panic. A nil channel blocks forever. The k-th receive \
+                 while a send on a closed channel, and a second `close`, panic. Sends and receives on a nil channel block \
+                 forever; closing it panics. The k-th receive \
                  happens before the (k+C)-th send completes, for capacity C.\n\n\
                  The traps: a sender whose receiver has gone (it returned early, on an error \
                  or a timeout), a receiver waiting for a close that never comes, closing a \
@@ -145,7 +147,8 @@ impl Chapter {
             }
             Chapter::Context => {
                 "A `context.Context` carries cancellation down a tree of calls: cancelling a \
-                 context closes its `Done` channel and cancels every context derived from it. \
+                 context closes its `Done` channel and cancels every context derived from it \
+                 (except through `WithoutCancel`). \
                  Cancellation is only a signal; it stops nothing by itself. A goroutine that \
                  blocks on a plain channel operation without also selecting on `ctx.Done()` \
                  never hears it.\n\n\
@@ -154,11 +157,11 @@ impl Chapter {
             }
             Chapter::Timers => {
                 "`time.Timer`, `time.After` and `time.AfterFunc` fire once after a duration. \
-                 `Stop` reports whether it stopped the timer before it fired. When it returns \
-                 false the timer has expired: an `AfterFunc` function may be running on its own \
-                 goroutine, and before Go 1.23 the value could already be in the timer's \
-                 channel. A `time.After` in a loop makes a new timer each \
-                 round.\n\n\
+                 `Stop` returns false if the timer already fired or was already stopped. When it \
+                 fired: an `AfterFunc` function may be running on its own \
+                 goroutine, and before Go 1.23 (or when go.mod says an older go) the value could already be \
+                 in the timer's channel. A `time.After` inside a loop's `select` starts a new timer \
+                 each round, so its timeout restarts every time.\n\n\
                  The traps: assuming `Stop` stops a function that has started, a timer that \
                  fires before the code that expects to stop it, and racing on state that an \
                  `AfterFunc` callback touches from another goroutine."
@@ -175,10 +178,11 @@ impl Chapter {
                 "Go's memory model says when a write is guaranteed to be seen by a read: only \
                  when a chain of happens-before edges (a channel send before its receive, an \
                  `Unlock` before the next `Lock`, a `go` statement before the goroutine's first \
-                 step, a `Done` before the `Wait` it releases, `sync/atomic` operations) leads \
+                 step, a `Done` before the `Wait` it releases, an atomic write before the atomic \
+                 read that sees it) leads \
                  from the write to the read. Two accesses to the same variable, at least one a \
-                 write, with no such chain between them, are a data race, and `go test -race` \
-                 reports them. Maps written concurrently often fail at run time even without it \
+                 write, with no such chain between them, are a data race (unless both are `sync/atomic` \
+                 operations), and `go test -race` reports those that happen while the tests run. Maps written concurrently often fail at run time even without it \
                  (`concurrent map writes`).\n\n\
                  The traps: a loop variable captured by a goroutine, a field read after the \
                  lock is released, a map guarded on its write path only, a test helper shared \
@@ -189,7 +193,7 @@ impl Chapter {
                 "Some bugs break no rule of a primitive: every lock is paired and every channel \
                  has a partner, yet one goroutine's step lands between two steps of another \
                  that were meant to go together (an atomicity violation), or before a step it \
-                 was meant to follow (an order violation). The program then asserts, panics on \
+                 was meant to follow (an order violation). The program then fails a check, panics on \
                  the state it finds, or reads what it should not."
             }
         }
@@ -223,11 +227,13 @@ fn wait_kind(state: &str) -> Option<Chapter> {
 /// and, where that does not tell, its category:
 ///
 /// - a data race: the memory model;
-/// - a panic: the primitive Go's message names (a closed channel, a WaitGroup, an unlock);
+/// - a panic: the primitive Go's message names (a channel, a WaitGroup, an RWMutex, an unlock);
 /// - a deadlock or leak: what the blocked goroutines wait on. Channels (or a select) with a
-///   context cancelled in the trace: context; channels with a lock, WaitGroup or Cond: the
-///   mixed chapter; else the one primitive (an RWMutex before a Mutex when both);
-/// - otherwise (an assertion, a livelock): words of the category, else order and atomicity.
+///   context cancelled in the trace, or a category naming context: context; channels with a
+///   lock, WaitGroup, Cond or Once: the mixed chapter; else the first of Cond, RWMutex, Mutex,
+///   WaitGroup, Once, channels, select, timers (a sleep) that is waited on;
+/// - anything these do not place (an assertion, a livelock, a panic or a wait not named
+///   above): words of the category, else order and atomicity.
 pub fn of(bug: &Bug, failure: Option<&FirstFailure>) -> Chapter {
     let verdict = failure.map_or(bug.expected.as_str(), |f| f.verdict.as_str());
     let category = bug.category.to_lowercase();
