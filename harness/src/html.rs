@@ -8,14 +8,7 @@ use primitives::explore::Engine;
 use crate::bench::Bench;
 use crate::results::Results;
 use crate::summary::{buggy_cell, by_bug, fixed_cell};
-use crate::swimlane;
-
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
+use crate::swimlane::{self, esc};
 
 const STYLE: &str = "
 body { font-family: -apple-system, 'Segoe UI', Helvetica, Arial, sans-serif; margin: 2em; color: #1f2328; }

@@ -126,7 +126,8 @@ fn short_site(at: &str) -> String {
     }
 }
 
-fn clip(s: &str, width: usize) -> String {
+/// `s` cut to `width` characters, with an ellipsis where it was cut.
+pub(crate) fn clip(s: &str, width: usize) -> String {
     if s.chars().count() <= width {
         s.to_string()
     } else {
@@ -230,7 +231,8 @@ pub fn text(failure: &FirstFailure) -> String {
     out
 }
 
-fn esc(s: &str) -> String {
+/// `s` escaped for HTML and SVG text and attributes.
+pub(crate) fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")

@@ -17,6 +17,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
 use crate::results::{FirstFailure, TraceEntry};
+use crate::swimlane::{clip, esc};
 
 /// The picture of `f`, or `None` for a failure without one (a panic, an assertion).
 pub fn svg(f: &FirstFailure) -> Option<String> {
@@ -737,23 +738,6 @@ fn race(f: &FirstFailure) -> Option<String> {
     );
     s.push_str("</svg>\n");
     Some(s)
-}
-
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
-fn clip(s: &str, n: usize) -> String {
-    if s.chars().count() <= n {
-        s.to_string()
-    } else {
-        let mut t: String = s.chars().take(n - 1).collect();
-        t.push('…');
-        t
-    }
 }
 
 #[cfg(test)]
