@@ -151,7 +151,8 @@ pub struct ExecutionReport {
     /// Empty for a clean execution.
     pub trace: Vec<TraceEvent>,
     pub trace_dropped: u64,
-    /// Every goroutine the execution started, `main` first.
+    /// Every goroutine the execution started, `main` first, as they ended. Empty for a clean
+    /// execution, as the trace is.
     pub goroutines: Vec<GoroutineInfo>,
     /// The goroutines when the failure was found, as its dump shows them (the execution then
     /// wakes and unwinds them, so `goroutines` shows where they ended); empty when clean.

@@ -4,11 +4,14 @@
 //! [`spawn`] and the current-goroutine slot; each of those dispatches on the engine the
 //! execution was created for. The runtime keeps all of its state behind a single
 //! [`RawMutex`] per execution and parks every blocked goroutine on its own [`Parker`], so
-//! each Go operation is one scheduling step for loom and shuttle, and a goroutine blocked in
-//! Go is a thread blocked on a condition variable in the engine.
+//! each Go operation is one scheduling step for loom and at most one for shuttle (none where
+//! the scheduler has just chosen, see [`RawMutex::lock`]), and a goroutine blocked in Go is a
+//! thread blocked on a condition variable in the engine.
 
 use std::cell::{Cell, RefCell};
 use std::sync::{Arc, PoisonError};
+
+use shuttle_engine::runtime::execution::{CurrentSchedule, ExecutionState};
 
 use crate::rt::{Execution, Gid};
 
@@ -79,12 +82,70 @@ impl RawMutex {
             RawMutex::Std(m) => RawGuard::Std(m.lock()),
             RawMutex::Loom(m) => RawGuard::Loom(m.lock().unwrap_or_else(PoisonError::into_inner)),
             RawMutex::Shuttle => {
-                crate::explore::dfs::op_start();
-                shuttle_engine::runtime::thread::switch();
+                if !shuttle_chose_since_last_op() {
+                    crate::explore::dfs::op_start();
+                    shuttle_engine::runtime::thread::switch();
+                }
+                shuttle_op_begins();
                 RawGuard::Resumed
             }
         }
     }
+
+    /// Takes the lock for a `go` statement: under shuttle the operation begins without a
+    /// scheduling point, since shuttle switches as it spawns the goroutine's thread.
+    pub(crate) fn lock_for_spawn(&self) -> RawGuard<'_> {
+        match self {
+            RawMutex::Shuttle => {
+                shuttle_op_begins();
+                RawGuard::Resumed
+            }
+            other => other.lock(),
+        }
+    }
+
+    /// Takes the lock for books that no other goroutine can observe the order of (a goroutine's
+    /// end, main's return): no scheduling point under shuttle, where the engine's own switch
+    /// follows at once (the task's end) or the books change nothing another goroutine sees.
+    pub(crate) fn lock_quiet(&self) -> RawGuard<'_> {
+        match self {
+            RawMutex::Shuttle => RawGuard::Resumed,
+            other => other.lock(),
+        }
+    }
+}
+
+std::thread_local! {
+    /// shuttle: the length of the execution's schedule (the scheduler's choices so far) when
+    /// the latest Go operation of the execution on this OS thread began. shuttle runs all the
+    /// tasks of an execution as coroutines of one OS thread, so this is the execution's.
+    static SHUTTLE_LAST_OP: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Whether shuttle's scheduler has chosen a task since the latest Go operation began: where a
+/// task parked, ended or yielded. The next Go operation then
+/// needs no scheduling point of its own: nothing another goroutine can see has happened since
+/// that choice, so any task it could pick here was open to that choice, with the same tasks
+/// runnable. A second point would only repeat it, cost a step, and dilute PCT's change points.
+fn shuttle_chose_since_last_op() -> bool {
+    SHUTTLE_LAST_OP.get() != CurrentSchedule::len()
+}
+
+fn shuttle_op_begins() {
+    SHUTTLE_LAST_OP.set(CurrentSchedule::len());
+}
+
+/// A new shuttle execution starts on this thread: its first choice (main) counts as one made
+/// since the latest operation.
+pub(crate) fn shuttle_execution_begins() {
+    SHUTTLE_LAST_OP.set(0);
+}
+
+/// shuttle switched where not every choice was open: a task starting another (shuttle switches
+/// before the new task exists, so it cannot be picked there), or yielding under `shuttle-dfs`
+/// (which hands over in turn). The next Go operation keeps its own scheduling point.
+fn shuttle_forced_switch() {
+    shuttle_op_begins();
 }
 
 /// Where exactly one goroutine parks while it is blocked in a Go operation.
@@ -98,9 +159,24 @@ impl RawMutex {
 pub(crate) enum Parker {
     Std(parking_lot::Condvar),
     Loom(std::sync::Mutex<Option<loom::thread::Thread>>),
-    /// The shuttle task; woken through shuttle's execution state directly, since
-    /// `Thread::unpark` is a scheduling point of its own.
-    Shuttle(std::sync::Mutex<Option<shuttle_engine::runtime::task::TaskId>>),
+    /// The shuttle task, blocked and unblocked through shuttle's execution state directly.
+    Shuttle(std::sync::Mutex<ShuttleParker>),
+}
+
+/// A shuttle task's own park token. Not shuttle's `thread::park`, which lets the scheduler
+/// wake a parked task spuriously at any step: a blocked goroutine would then be picked, find
+/// itself still blocked and park again, a step that changes nothing yet is counted, replayed
+/// and branched on (the depth-first search would try every blocked goroutine at every step).
+/// A goroutine blocked in Go wakes only when an operation unblocks it, so the task is blocked
+/// without spurious wakeups; and not `Thread::unpark` either, which is a scheduling point of
+/// its own, where the waker's next Go operation starts with one anyway.
+#[derive(Default)]
+pub(crate) struct ShuttleParker {
+    task: Option<shuttle_engine::runtime::task::TaskId>,
+    /// Notified while not parked: the next park returns at once.
+    token: bool,
+    /// Blocked in [`Parker::wait`].
+    parked: bool,
 }
 
 impl Parker {
@@ -108,7 +184,7 @@ impl Parker {
         match kind {
             EngineKind::Std => Parker::Std(parking_lot::Condvar::new()),
             EngineKind::Loom => Parker::Loom(std::sync::Mutex::new(None)),
-            EngineKind::Shuttle => Parker::Shuttle(std::sync::Mutex::new(None)),
+            EngineKind::Shuttle => Parker::Shuttle(std::sync::Mutex::default()),
         }
     }
 
@@ -121,9 +197,9 @@ impl Parker {
                 let me = loom::thread::current();
                 *t.lock().unwrap_or_else(PoisonError::into_inner) = Some(me);
             }
-            Parker::Shuttle(t) => {
+            Parker::Shuttle(p) => {
                 let me = shuttle_engine::current::me();
-                *t.lock().unwrap_or_else(PoisonError::into_inner) = Some(me);
+                p.lock().unwrap_or_else(PoisonError::into_inner).task = Some(me);
             }
         }
     }
@@ -157,13 +233,32 @@ impl Parker {
                 loom::thread::park();
                 RawGuard::Resumed
             }
-            (Parker::Shuttle(_), g @ RawGuard::Resumed) => {
+            (Parker::Shuttle(p), g @ RawGuard::Resumed) => {
                 drop(g);
                 after_release(deferred);
-                shuttle::thread::park();
+                let mut st = p.lock().unwrap_or_else(PoisonError::into_inner);
+                if std::mem::take(&mut st.token) {
+                    return RawGuard::Resumed;
+                }
+                st.parked = true;
+                drop(st);
+                ExecutionState::with(|s| s.current_mut().block(false));
+                shuttle_engine::runtime::thread::switch();
                 RawGuard::Resumed
             }
             _ => unreachable!("a goroutine parks only under the lock of its own engine"),
+        }
+    }
+
+    /// The shuttle task of the goroutine, once its thread has been spawned.
+    pub(crate) fn shuttle_task(&self) -> Option<usize> {
+        match self {
+            Parker::Shuttle(p) => p
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .task
+                .map(usize::from),
+            _ => None,
         }
     }
 
@@ -179,31 +274,34 @@ impl Parker {
                     t.unpark();
                 }
             }
-            // Not `Thread::unpark`, which switches first: the waker's next Go operation starts
-            // with a scheduling point anyway, and the woken task's token is seen only by it.
-            Parker::Shuttle(t) => {
-                let t = *t.lock().unwrap_or_else(PoisonError::into_inner);
-                if let Some(t) = t {
-                    shuttle_engine::runtime::execution::ExecutionState::with(|s| {
-                        s.get_mut(t).unpark();
-                    });
+            Parker::Shuttle(p) => {
+                let mut st = p.lock().unwrap_or_else(PoisonError::into_inner);
+                match (st.task, st.parked) {
+                    (Some(t), true) => {
+                        st.parked = false;
+                        drop(st);
+                        ExecutionState::with(|s| s.get_mut(t).unblock());
+                    }
+                    _ => st.token = true,
                 }
             }
         }
     }
 }
 
-/// Starts `body` on a new thread of `kind`. On `std` the join handle is returned so the
-/// execution can join every thread it started before it reports.
+/// Starts `body` on a new thread of `kind` for goroutine `gid`. On `std` the join handle is
+/// returned so the execution can join every thread it started before it reports; only there
+/// is the thread named (`goroutine-<gid>`), for debuggers.
 pub(crate) fn spawn(
     kind: EngineKind,
-    name: &str,
+    gid: Gid,
+    parker: &Parker,
     body: impl FnOnce() + Send + 'static,
 ) -> Option<std::thread::JoinHandle<()>> {
     match kind {
         EngineKind::Std => Some(
             std::thread::Builder::new()
-                .name(name.to_string())
+                .name(format!("goroutine-{gid}"))
                 .spawn(body)
                 .expect("the operating system refused to start a goroutine thread"),
         ),
@@ -212,10 +310,15 @@ pub(crate) fn spawn(
             None
         }
         EngineKind::Shuttle => {
-            shuttle::thread::Builder::new()
-                .name(name.to_string())
-                .spawn(body)
-                .expect("shuttle refused to start a goroutine thread");
+            let task = shuttle::thread::spawn(body).thread().id();
+            // Known before the task first runs: a goroutine still waiting for its first turn
+            // can be handed one (see `yield_to`).
+            if let Parker::Shuttle(p) = parker {
+                p.lock().unwrap_or_else(PoisonError::into_inner).task = Some(
+                    shuttle_engine::runtime::task::TaskId::from(usize::from(task)),
+                );
+            }
+            shuttle_forced_switch();
             None
         }
     }
@@ -255,8 +358,15 @@ loom::thread_local! {
     static LOOM_CURRENT: RefCell<Option<Current>> = RefCell::new(None);
 }
 
-shuttle::thread_local! {
-    static SHUTTLE_CURRENT: RefCell<Option<Current>> = RefCell::new(None);
+std::thread_local! {
+    /// shuttle: the goroutine of each task, by task id. The tasks of an execution are
+    /// coroutines of one OS thread, so one table serves them all; a plain table is cheaper than
+    /// shuttle's task-local storage, which hashes its key on every access.
+    static SHUTTLE_CURRENT: RefCell<Vec<Option<Current>>> = const { RefCell::new(Vec::new()) };
+}
+
+fn shuttle_task() -> usize {
+    usize::from(shuttle_engine::current::me())
 }
 
 /// The engine this OS thread is running an execution of, if any.
@@ -275,7 +385,11 @@ pub(crate) fn with_current<R>(f: impl FnOnce(Option<&Current>) -> R) -> R {
         None => f(None),
         Some(EngineKind::Std) => STD_CURRENT.with(|c| f(c.borrow().as_ref())),
         Some(EngineKind::Loom) => LOOM_CURRENT.with(|c| f(c.borrow().as_ref())),
-        Some(EngineKind::Shuttle) => SHUTTLE_CURRENT.with(|c| f(c.borrow().as_ref())),
+        Some(EngineKind::Shuttle) => match shuttle_engine::current::try_get_current_task() {
+            Some(task) => SHUTTLE_CURRENT
+                .with(|c| f(c.borrow().get(usize::from(task)).and_then(Option::as_ref))),
+            None => f(None),
+        },
     }
 }
 
@@ -284,8 +398,26 @@ pub(crate) fn set_current(kind: EngineKind, current: Option<Current>) {
     match kind {
         EngineKind::Std => STD_CURRENT.with(|c| *c.borrow_mut() = current),
         EngineKind::Loom => LOOM_CURRENT.with(|c| *c.borrow_mut() = current),
-        EngineKind::Shuttle => SHUTTLE_CURRENT.with(|c| *c.borrow_mut() = current),
+        EngineKind::Shuttle => {
+            let task = shuttle_task();
+            let old = SHUTTLE_CURRENT.with(|c| {
+                let mut c = c.borrow_mut();
+                if c.len() <= task {
+                    c.resize_with(task + 1, || None);
+                }
+                std::mem::replace(&mut c[task], current)
+            });
+            // Dropped out of the table's borrow: it may hold the last reference to an execution.
+            drop(old);
+        }
     }
+}
+
+/// Forgets the goroutines of earlier shuttle executions on this thread (those that were torn
+/// down without ending), before a new execution starts.
+pub(crate) fn clear_shuttle_current() {
+    let old = SHUTTLE_CURRENT.with(|c| std::mem::take(&mut *c.borrow_mut()));
+    drop(old);
 }
 
 /// A value the engine's scheduler chooses, recorded in the schedule so a replay makes the same
@@ -293,15 +425,20 @@ pub(crate) fn set_current(kind: EngineKind, current: Option<Current>) {
 /// choice (loom, see loom#84) or where the runtime draws its own (`std`).
 pub(crate) fn scheduler_choice(kind: EngineKind, n: usize) -> Option<usize> {
     match kind {
-        EngineKind::Shuttle if crate::explore::dfs::active() => {
-            use shuttle::rand::RngCore;
-            Some(crate::explore::dfs::with_arity(n, || {
-                shuttle::rand::thread_rng().next_u64()
-            }))
-        }
         EngineKind::Shuttle => {
-            use shuttle::rand::Rng;
-            Some(shuttle::rand::thread_rng().gen_range(0..n))
+            // The draw is a step of the schedule, but not a choice of task.
+            let in_op = !shuttle_chose_since_last_op();
+            let v = if crate::explore::dfs::active() {
+                use shuttle::rand::RngCore;
+                crate::explore::dfs::with_arity(n, || shuttle::rand::thread_rng().next_u64())
+            } else {
+                use shuttle::rand::Rng;
+                shuttle::rand::thread_rng().gen_range(0..n)
+            };
+            if in_op {
+                shuttle_op_begins();
+            }
+            Some(v)
         }
         EngineKind::Std | EngineKind::Loom => None,
     }
@@ -314,9 +451,44 @@ pub(crate) fn scheduler_choice(kind: EngineKind, n: usize) -> Option<usize> {
 /// shuttle schedule cooperatively and would explore exactly that starvation; a yield there
 /// deprioritizes the poller, as fairness would.
 pub(crate) fn yield_now(kind: EngineKind) {
+    yield_to(kind, None);
+}
+
+std::thread_local! {
+    /// shuttle: the task a yield hands its turn to (see [`yield_to`]), until a scheduler takes it.
+    static FAIR_TURN: Cell<Option<usize>> = const { Cell::new(None) };
+}
+
+/// [`yield_now`], handing the turn to shuttle task `to` (a goroutine that has waited long for
+/// it): the schedulers run it next if it can run. Deprioritizing the yielder is not enough
+/// where a third goroutine keeps coming back (a timer goroutine, say): it could then take every
+/// turn the starving one needs, forever, as no scheduler of Go's would let it.
+pub(crate) fn yield_to(kind: EngineKind, to: Option<usize>) {
+    hand_turn_to(kind, to);
+    yield_now_inner(kind);
+}
+
+/// Hands shuttle's next choice of task to task `to`, if it can run then.
+pub(crate) fn hand_turn_to(kind: EngineKind, to: Option<usize>) {
+    if kind == EngineKind::Shuttle {
+        FAIR_TURN.set(to);
+    }
+}
+
+/// The task a yield has just handed its turn to, if any (taken: it is for this choice only).
+pub(crate) fn take_fair_turn() -> Option<usize> {
+    FAIR_TURN.take()
+}
+
+fn yield_now_inner(kind: EngineKind) {
     match kind {
         EngineKind::Std => std::thread::yield_now(),
         EngineKind::Loom => loom::thread::yield_now(),
-        EngineKind::Shuttle => shuttle::thread::yield_now(),
+        EngineKind::Shuttle => {
+            shuttle::thread::yield_now();
+            if crate::explore::dfs::active() {
+                shuttle_forced_switch();
+            }
+        }
     }
 }

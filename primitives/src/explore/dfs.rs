@@ -289,17 +289,20 @@ impl Scheduler for Dfs {
         let ids: Vec<usize> = runnable.iter().map(|t| usize::from(t.id())).collect();
         let current = current.map(usize::from).filter(|c| ids.contains(c));
         let preemptible = OP_START.with(|o| o.replace(false));
+        let fair_turn = crate::engine::take_fair_turn().filter(|t| ids.contains(t));
         // Staying with a goroutine that can go on is free, and tried first; switching away from
         // it is a preemption, offered only where a Go operation starts. A goroutine that yields
         // (the runtime yields where Go's scheduler would be fair: a poll, a long run, a starving
-        // goroutine) hands over to the next one in turn, round robin, without a branch: a
+        // goroutine) hands over to the one that has waited long for its turn, if that is why it
+        // yields, or else to the next one in turn, round robin, without a branch: a
         // branch there would let the search keep the starving goroutine waiting forever, which
         // Go's scheduler does not do; the orders it leaves out are reached by preemptions.
         let options = |s: &mut State| {
             let mut options = Vec::with_capacity(ids.len());
             match current {
                 Some(c) if is_yielding && ids.len() > 1 => {
-                    let next = ids.iter().copied().find(|&t| t > c).unwrap_or(ids[0]);
+                    let next = fair_turn
+                        .unwrap_or_else(|| ids.iter().copied().find(|&t| t > c).unwrap_or(ids[0]));
                     options.push(Step::Task(next));
                 }
                 Some(c) if !preemptible => options.push(Step::Task(c)),
@@ -311,7 +314,10 @@ impl Scheduler for Dfs {
                         s.cut = true;
                     }
                 }
-                None => options.extend(ids.iter().copied().map(Step::Task)),
+                None => match fair_turn {
+                    Some(t) => options.push(Step::Task(t)),
+                    None => options.extend(ids.iter().copied().map(Step::Task)),
+                },
             }
             options
         };

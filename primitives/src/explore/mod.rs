@@ -43,7 +43,8 @@ pub type Kernel = Arc<dyn Fn() + Send + Sync>;
 pub enum Engine {
     /// loom: every interleaving, within the preemption bound.
     Loom,
-    /// shuttle's PCT scheduler: random priorities with `pct_depth` change points.
+    /// PCT on shuttle: random priorities with `pct_depth - 1` change points (this crate's PCT,
+    /// which also counts the step at which a goroutine blocks; see `shuttle_driver::Pct`).
     ShuttlePct,
     /// shuttle's random scheduler: a uniformly random runnable goroutine at each step.
     ShuttleRandom,

@@ -6,7 +6,7 @@ use std::panic::{self, Location};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use shuttle::scheduler::{
-    DataSource, PctScheduler, RandomDataSource, ReplayScheduler, Schedule, Scheduler, Task, TaskId,
+    DataSource, RandomDataSource, ReplayScheduler, Schedule, Scheduler, Task, TaskId,
     UrwRandomScheduler,
 };
 use shuttle::{Config, FailurePersistence, MaxSteps};
@@ -42,10 +42,6 @@ struct Record {
 struct Recorder {
     inner: Box<dyn Scheduler>,
     record: Arc<Mutex<Record>>,
-    /// PCT cannot run a second execution of a kernel without concurrency (it asserts); for a
-    /// kernel whose only choices are values (a select in main), a uniform scheduler, which is
-    /// the same thing when there is one goroutine, takes over.
-    pct_fallback: Option<(u64, usize)>,
 }
 
 impl Scheduler for Recorder {
@@ -59,16 +55,10 @@ impl Scheduler for Recorder {
         if r.stop {
             return None;
         }
-        if r.executions >= 1 && !r.task_choice_seen {
-            if !r.data_choice_seen {
-                // Without any choice, every execution is the same one: a single schedule.
-                r.single_schedule = true;
-                return None;
-            }
-            if let Some((seed, iterations)) = self.pct_fallback.take() {
-                let left = iterations.saturating_sub(r.executions as usize);
-                self.inner = Box::new(UniformScheduler::new(seed, left));
-            }
+        if r.executions >= 1 && !r.task_choice_seen && !r.data_choice_seen {
+            // Without any choice, every execution is the same one: a single schedule.
+            r.single_schedule = true;
+            return None;
         }
         let schedule = self.inner.new_execution()?;
         r.current = Some(Schedule::new(schedule.seed));
@@ -82,7 +72,14 @@ impl Scheduler for Recorder {
         current: Option<TaskId>,
         is_yielding: bool,
     ) -> Option<TaskId> {
+        let fair_turn = engine::take_fair_turn();
         let next = self.inner.next_task(runnable, current, is_yielding)?;
+        // The scheduler has had its say (PCT has dropped the yielder); a goroutine that has
+        // waited long for its turn gets it.
+        let next = fair_turn
+            .map(TaskId::from)
+            .filter(|&t| runnable.iter().any(|r| r.id() == t))
+            .unwrap_or(next);
         let mut r = self.record.lock().unwrap_or_else(PoisonError::into_inner);
         if runnable.len() > 1 {
             r.task_choice_seen = true;
@@ -104,10 +101,23 @@ impl Scheduler for Recorder {
     }
 }
 
+/// The next number of the splitmix64 generator whose state is `state`.
+fn splitmix64(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
 /// A uniformly random runnable task at every step: shuttle's random scheduler, minus its habit
 /// of printing a "failing seed" when it is dropped before its last iteration (which is every
 /// time an exploration stops at a failure).
-struct UniformScheduler {
+struct UniformScheduler(Draws);
+
+/// The random state of this crate's schedulers: the executions left, and per execution a seed
+/// for the scheduler's own choices and the data source the values come from.
+struct Draws {
     iterations: usize,
     max_iterations: usize,
     /// Picks tasks; kept apart from the data source, so a replay, which draws only the data,
@@ -116,19 +126,18 @@ struct UniformScheduler {
     data: RandomDataSource,
 }
 
-impl UniformScheduler {
+impl Draws {
     fn new(seed: u64, max_iterations: usize) -> Self {
-        UniformScheduler {
+        Draws {
             iterations: 0,
             max_iterations,
             rng: seed,
             data: RandomDataSource::initialize(seed),
         }
     }
-}
 
-impl Scheduler for UniformScheduler {
-    fn new_execution(&mut self) -> Option<Schedule> {
+    /// The next execution's schedule, seeded; `None` once the budget is spent.
+    fn next_execution(&mut self) -> Option<Schedule> {
         if self.iterations >= self.max_iterations {
             return None;
         }
@@ -138,23 +147,131 @@ impl Scheduler for UniformScheduler {
         Some(Schedule::new(seed))
     }
 
+    fn next(&mut self) -> u64 {
+        splitmix64(&mut self.rng)
+    }
+}
+
+impl UniformScheduler {
+    fn new(seed: u64, max_iterations: usize) -> Self {
+        UniformScheduler(Draws::new(seed, max_iterations))
+    }
+}
+
+impl Scheduler for UniformScheduler {
+    fn new_execution(&mut self) -> Option<Schedule> {
+        self.0.next_execution()
+    }
+
     fn next_task(
         &mut self,
         runnable: &[&Task],
         _current: Option<TaskId>,
         _is_yielding: bool,
     ) -> Option<TaskId> {
-        // splitmix64
-        self.rng = self.rng.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.rng;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
+        let z = self.0.next();
         Some(runnable[(z % runnable.len() as u64) as usize].id())
     }
 
     fn next_u64(&mut self) -> u64 {
-        self.data.next_u64()
+        self.0.data.next_u64()
+    }
+}
+
+/// PCT (Burckhardt et al., "A Randomized Scheduler with Probabilistic Guarantees of Finding
+/// Bugs", ASPLOS'10): each task gets a random priority when it appears, the highest-priority
+/// runnable task always runs, and at `depth - 1` steps drawn at random from the longest run seen
+/// so far the task that has just run drops below every other.
+///
+/// shuttle has one; this one differs where a task blocks. shuttle's counts only the steps with
+/// more than one runnable task, so the step at which a task blocks while one other can run is
+/// not a step to it. Here every step after which the task that ran can no longer go on counts
+/// too, and that task drops below the others, as one that yields does: shuttle's own PCT did
+/// the same through its `park`, which asks to yield and which the runtime no longer uses (see
+/// `engine::ShuttleParker`). A goroutine that waits and must then lose the race for what comes
+/// after its wakeup (a WaitGroup reused before the waiter returns) is found that way.
+struct Pct {
+    depth: usize,
+    /// Draws priorities and change points.
+    draws: Draws,
+    /// Each task's priority, by task id; the highest runs.
+    priorities: Vec<u64>,
+    /// The priority the next change point gives: below every first priority, and falling.
+    low: u64,
+    change_points: Vec<usize>,
+    steps: usize,
+    /// The most steps an execution has taken so far, where change points are drawn from.
+    max_steps: usize,
+}
+
+/// First priorities are drawn from the upper half of `u64`; change points hand out the lower.
+const PCT_FIRST: u64 = 1 << 63;
+
+impl Pct {
+    fn new(seed: u64, depth: usize, max_iterations: usize) -> Self {
+        Pct {
+            depth: depth.max(1),
+            draws: Draws::new(seed, max_iterations),
+            priorities: Vec::new(),
+            low: PCT_FIRST - 1,
+            change_points: Vec::new(),
+            steps: 0,
+            max_steps: 1,
+        }
+    }
+}
+
+impl Scheduler for Pct {
+    fn new_execution(&mut self) -> Option<Schedule> {
+        let schedule = self.draws.next_execution()?;
+        self.priorities.clear();
+        self.low = PCT_FIRST - 1;
+        self.steps = 0;
+        let span = self.max_steps as u64;
+        self.change_points = (1..self.depth)
+            .map(|_| 1 + (self.draws.next() % span) as usize)
+            .collect();
+        Some(schedule)
+    }
+
+    fn next_task(
+        &mut self,
+        runnable: &[&Task],
+        current: Option<TaskId>,
+        is_yielding: bool,
+    ) -> Option<TaskId> {
+        for t in runnable {
+            let id = usize::from(t.id());
+            while self.priorities.len() <= id {
+                let p = PCT_FIRST | self.draws.next();
+                self.priorities.push(p);
+            }
+        }
+        let current = current.map(usize::from);
+        let stopped = current.is_some_and(|c| runnable.iter().all(|t| usize::from(t.id()) != c));
+        // A step with no choice, where the task that ran goes on alone, is not one.
+        if runnable.len() > 1 || stopped {
+            if let Some(c) = current.filter(|&c| c < self.priorities.len()) {
+                // A goroutine that yields, or blocks, drops below the others (as under shuttle's
+                // PCT, whose park asks to yield): woken, it runs after them unless a change
+                // point drops them in turn.
+                let yielded = (is_yielding && runnable.len() > 1) || stopped;
+                if yielded || self.change_points.contains(&self.steps) {
+                    self.priorities[c] = self.low;
+                    self.low -= 1;
+                }
+            }
+            self.steps += 1;
+            self.max_steps = self.max_steps.max(self.steps);
+        }
+        runnable
+            .iter()
+            .max_by_key(|t| self.priorities[usize::from(t.id())])
+            .map(|t| t.id())
+    }
+
+    fn next_u64(&mut self) -> u64 {
+        self.draws.data.next_u64()
     }
 }
 
@@ -193,23 +310,16 @@ pub(super) fn explore(settings: &Settings, kernel: Kernel) -> Exploration {
     let recorder_record = record.clone();
     let recorder = match settings.engine {
         Engine::ShuttlePct => Recorder {
-            inner: Box::new(PctScheduler::new_from_seed(
-                settings.seed,
-                settings.pct_depth,
-                iterations,
-            )),
+            inner: Box::new(Pct::new(settings.seed, settings.pct_depth, iterations)),
             record: recorder_record,
-            pct_fallback: Some((settings.seed, iterations)),
         },
         Engine::ShuttleUrw => Recorder {
             inner: Box::new(UrwRandomScheduler::new_from_seed(settings.seed, iterations)),
             record: recorder_record,
-            pct_fallback: None,
         },
         _ => Recorder {
             inner: Box::new(UniformScheduler::new(settings.seed, iterations)),
             record: recorder_record,
-            pct_fallback: None,
         },
     };
     let run = move || shuttle::Runner::new(recorder, config()).run(body);

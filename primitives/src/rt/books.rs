@@ -287,8 +287,8 @@ impl Books {
             Some(f) => (f.verdict, f.message, f.dump, f.race, Some(f.goroutines)),
             None => (Verdict::Clean, String::new(), String::new(), None, None),
         };
-        // A clean execution's trace is read by nobody; rendering it is most of an execution's
-        // cost on the model checkers, so only failures carry theirs.
+        // A clean execution's trace and goroutine table are read by nobody; rendering them is
+        // most of an execution's cost on the model checkers, so only failures carry theirs.
         let failed = verdict.is_failure() || self.engine_error.is_some();
         ExecutionReport {
             verdict,
@@ -300,7 +300,11 @@ impl Books {
                 Vec::new()
             },
             trace_dropped: self.trace.dropped,
-            goroutines: self.goroutine_infos(),
+            goroutines: if failed {
+                self.goroutine_infos()
+            } else {
+                Vec::new()
+            },
             at_failure: at_failure.unwrap_or_default(),
             steps: self.step,
             virtual_time: self.now,

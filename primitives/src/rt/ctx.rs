@@ -25,7 +25,27 @@ pub(crate) struct Ctx<'e> {
     pub(crate) at: &'static Location<'static>,
     /// The goroutine has run long enough: it gives way once it releases the lock (preemption:
     /// on `std` it hands the lock to a waiting thread, everywhere it yields).
-    pub(super) preempt: Option<()>,
+    pub(crate) preempt: Option<Preempt>,
+}
+
+/// Why a goroutine gives way.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Preempt {
+    /// It has run long.
+    LongRun,
+    /// A runnable goroutine has waited long for its turn: under shuttle, the scheduler hands
+    /// the turn to it (its task, when it has started one), as Go's scheduler would in time.
+    Starving(Option<usize>),
+}
+
+impl Preempt {
+    /// Yields, outside the runtime.
+    pub(crate) fn give_way(self, kind: EngineKind) {
+        match self {
+            Preempt::Starving(to) => crate::engine::yield_to(kind, to),
+            Preempt::LongRun => crate::engine::yield_now(kind),
+        }
+    }
 }
 
 /// Steps a goroutine may take in a row before it is preempted (and, below, steps a runnable
@@ -103,17 +123,20 @@ impl<'e> Ctx<'e> {
                         && matches!(g.status, Status::Runnable)
                         && step - g.last_step > u64::from(STARVE_STEPS)
                 })
-                .map(|_| ())
+                .map(|(_, g)| Preempt::Starving(g.parker.shuttle_task()))
         } else {
             None
         };
         if step.is_multiple_of(8) {
             b.starving = starving.is_some();
         }
-        let preempt = starving.or((long_run && others).then_some(()));
+        let preempt = starving.or((long_run && others).then_some(Preempt::LongRun));
+        let timers = &b.timers;
         if let Some((verdict, message)) =
             b.progress
-                .judge(b.bounded_steps, b.main_returned, &self.exec.config)
+                .judge(b.bounded_steps, b.main_returned, &self.exec.config, || {
+                    timers.oldest_one_shot()
+                })
         {
             self.fail(&mut b, verdict, message, None);
             return false;
@@ -208,6 +231,12 @@ impl<'e> Ctx<'e> {
     /// Releases the lock (and runs the deferred actions) until `parker` is notified (or wakes
     /// spuriously), then holds the runtime again.
     pub(crate) fn wait_on(&mut self, parker: &Parker) {
+        // A goroutine that was to give way to a starving one does so as it parks: the choice
+        // made there is the turn it owed.
+        if let Some(Preempt::Starving(to)) = self.preempt {
+            self.preempt = None;
+            engine::hand_turn_to(self.exec.kind, to);
+        }
         let deferred = self.take_deferred();
         let guard = self
             .guard
@@ -228,14 +257,14 @@ impl<'e> Ctx<'e> {
     /// Releases the lock, then runs the deferred actions.
     pub(super) fn release(&mut self) {
         let deferred = self.take_deferred();
-        let preempt = self.preempt.take().is_some() && !std::thread::panicking();
+        let preempt = self.preempt.take().filter(|_| !std::thread::panicking());
         match self.guard.take() {
-            Some(g) if preempt => g.release_fairly(),
+            Some(g) if preempt.is_some() => g.release_fairly(),
             g => drop(g),
         }
         self.exec.run_deferred(deferred);
-        if preempt {
-            crate::engine::yield_now(self.exec.kind);
+        if let Some(p) = preempt {
+            p.give_way(self.exec.kind);
         }
     }
 

@@ -71,9 +71,13 @@ impl Execution {
             select_objs: Vec::new(),
             steps: 0,
         };
+        // Room for a kernel's usual few goroutines and objects, so that the books of a short
+        // execution are not reallocated as it goes (they are built for every execution).
+        let mut goroutines = Vec::with_capacity(8);
+        goroutines.push(main);
         let books = Books {
-            goroutines: vec![main],
-            objects: Vec::new(),
+            goroutines,
+            objects: Vec::with_capacity(16),
             step: 0,
             trace: Trace::new(config.trace_limit, config.books),
             now: Duration::ZERO,
@@ -147,6 +151,18 @@ impl Execution {
         }
     }
 
+    /// [`Self::enter_as`] for books whose order no other goroutine can observe (a goroutine's
+    /// end, main's return): no scheduling point (see [`engine::RawMutex::lock_quiet`]).
+    fn enter_quiet(&self, gid: Gid, at: &'static Location<'static>) -> Ctx<'_> {
+        Ctx {
+            exec: self,
+            guard: Some(self.lock.lock_quiet()),
+            gid,
+            at,
+            preempt: None,
+        }
+    }
+
     /// The goroutine this thread runs in this execution; panics with the reason otherwise.
     pub(super) fn current_gid(&self, at: &'static Location<'static>) -> Gid {
         engine::with_current(|c| match c {
@@ -212,6 +228,10 @@ pub(crate) fn run_execution(
     kernel: &(dyn Fn() + Send + Sync),
     main_at: &'static Location<'static>,
 ) -> ExecutionReport {
+    if kind == EngineKind::Shuttle {
+        engine::clear_shuttle_current();
+        engine::shuttle_execution_begins();
+    }
     let parker = Arc::new(Parker::new(kind));
     parker.bind_current();
     let exec = Arc::new_cyclic(|me| Execution {
@@ -232,7 +252,20 @@ pub(crate) fn spawn_goroutine(
     f: Box<dyn FnOnce() + Send>,
 ) {
     let exec = current_exec();
-    let mut cx = exec.enter(at);
+    // Under shuttle the operation's scheduling point is the one shuttle makes as it spawns
+    // the thread (before the new task exists, so with the same tasks to choose from): a
+    // point of its own at the start would only repeat it.
+    let gid = exec.current_gid(at);
+    let mut cx = Ctx {
+        exec: &exec,
+        guard: Some(exec.lock.lock_for_spawn()),
+        gid,
+        at,
+        preempt: None,
+    };
+    if !cx.count_step() {
+        cx.unwind();
+    }
     let added = {
         let mut b = cx.books();
         let parent_clock = cx.release_clock(&mut b);
@@ -241,8 +274,17 @@ pub(crate) fn spawn_goroutine(
     let Some((child, parker)) = added else {
         cx.unwind()
     };
+    // A preemption due now waits until the child's thread exists: a parent that gave way
+    // in between could be kept from starting it for as long as others run.
+    let preempt = cx.preempt.take();
     drop(cx);
+    if exec.kind == EngineKind::Shuttle {
+        crate::explore::dfs::op_start();
+    }
     start_thread(&exec, child, parker, f);
+    if let Some(p) = preempt {
+        p.give_way(exec.kind);
+    }
 }
 
 /// Starts the engine thread of goroutine `gid` (already in the table, with `parker`).
@@ -254,8 +296,8 @@ pub(crate) fn start_thread(
 ) {
     let kind = exec.kind;
     let thread_exec = exec.clone();
-    let name = format!("goroutine-{gid}");
-    let handle = engine::spawn(kind, &name, move || {
+    let spawned_parker = parker.clone();
+    let handle = engine::spawn(kind, gid, &spawned_parker, move || {
         if kind == EngineKind::Std {
             engine::set_active_engine(Some(EngineKind::Std));
         }
@@ -278,7 +320,7 @@ pub(crate) fn start_thread(
 
 /// Books the end of a goroutine: a panic fails the execution; the last one out wakes main.
 pub(super) fn goroutine_exit(exec: &Execution, gid: Gid, result: Result<(), Box<dyn Any + Send>>) {
-    let cx = exec.enter_as(gid, Location::caller());
+    let cx = exec.enter_quiet(gid, Location::caller());
     let mut b = cx.books();
     match result {
         Ok(()) => {
@@ -312,7 +354,7 @@ pub(super) fn finish_main(
     exec: &Arc<Execution>,
     result: Result<(), Box<dyn Any + Send>>,
 ) -> ExecutionReport {
-    let mut cx = exec.enter_as(MAIN, Location::caller());
+    let mut cx = exec.enter_quiet(MAIN, Location::caller());
     {
         let mut b = cx.books();
         match result {

@@ -10,7 +10,8 @@
 //!   `default`, a `TryLock` that fails, reads of variables and atomics, `rand`, arming and
 //!   stopping timers, sleeping; or
 //! - **only the clock moves**: [`ExecConfig::stale_ticks`] timer firings in a row find the
-//!   goroutines exactly where they were at an earlier firing (same states, same lines), with no
+//!   goroutines exactly where they were at an earlier firing (same states, same lines), no
+//!   one-shot timer (a sleep, a deadline) has stayed pending through all of them, and there is no
 //!   lasting change in between (no goroutine started or ended, no channel closed, no context
 //!   cancelled, no variable, map or atomic written, no WaitGroup counted, no `Once` run). Ticks
 //!   passed along channels are sent and received, but they change nothing: a raft node that
@@ -23,6 +24,7 @@ use std::collections::HashSet;
 use std::hash::{Hash, Hasher};
 
 use super::goroutine::{Goroutine, Status};
+use super::timer::TimerId;
 use super::trace::{Op, Phase};
 use super::ExecConfig;
 use crate::report::Verdict;
@@ -42,6 +44,9 @@ pub(crate) struct Progress {
     seen: HashSet<u64>,
     /// Timer firings in a row that found the goroutines where an earlier one did.
     stale_ticks: u32,
+    /// The last timer armed when that run of firings began: a one-shot timer armed no later
+    /// and still pending has waited through the whole run.
+    stale_since: TimerId,
 }
 
 impl Progress {
@@ -62,9 +67,19 @@ impl Progress {
         self.main_returned_at = Some(now);
     }
 
-    /// Books a timer firing, given where the goroutines are.
-    pub(crate) fn tick(&mut self, goroutines: &[Goroutine]) {
-        if self.lasting != self.lasting_at_last_tick {
+    /// Books the firing of timer `id`, given where the goroutines are, whether the timer fires
+    /// once (not a ticker), and the last timer armed so far.
+    pub(crate) fn tick(
+        &mut self,
+        goroutines: &[Goroutine],
+        id: TimerId,
+        one_shot: bool,
+        last_armed: TimerId,
+    ) {
+        // A one-shot timer that waited through the run of stale firings ends it: its firing is
+        // the change that run was waiting for.
+        let awaited = one_shot && self.stale_ticks > 0 && id <= self.stale_since;
+        if self.lasting != self.lasting_at_last_tick || awaited {
             self.lasting_at_last_tick = self.lasting;
             self.seen.clear();
             self.stale_ticks = 0;
@@ -72,17 +87,22 @@ impl Progress {
         if self.seen.insert(whereabouts(goroutines)) {
             self.stale_ticks = 0;
         } else {
+            if self.stale_ticks == 0 {
+                self.stale_since = last_armed;
+            }
             self.stale_ticks += 1;
         }
     }
 
     /// The verdict the execution has earned by now, if any: `now` is the count of steps that
-    /// count toward the bounds.
+    /// count toward the bounds; `oldest_one_shot` is the oldest pending timer that fires once
+    /// (a sleep, `time.After`, a deadline), if any.
     pub(crate) fn judge(
         &self,
         now: u64,
         main_returned: bool,
         config: &ExecConfig,
+        oldest_one_shot: impl FnOnce() -> Option<TimerId>,
     ) -> Option<(Verdict, String)> {
         if now > config.max_steps {
             return Some((
@@ -108,14 +128,20 @@ impl Progress {
                      failed TryLock, reads) and nothing else happened"
                 ),
             )),
-            None if self.stale_ticks >= config.stale_ticks => Some((
-                Verdict::Livelock,
-                format!(
-                    "only the clock moves: {} timer firings in a row found every goroutine \
-                     where an earlier one had, with nothing changed in between",
-                    self.stale_ticks
-                ),
-            )),
+            // A one-shot timer that has stayed pending through every one of those firings
+            // (a goroutine's long sleep while another ticks idly) will still change something.
+            None if self.stale_ticks >= config.stale_ticks
+                && oldest_one_shot().is_none_or(|t| t > self.stale_since) =>
+            {
+                Some((
+                    Verdict::Livelock,
+                    format!(
+                        "only the clock moves: {} timer firings in a row found every goroutine \
+                         where an earlier one had, with nothing changed in between",
+                        self.stale_ticks
+                    ),
+                ))
+            }
             None => None,
         }
     }

@@ -91,6 +91,14 @@ impl Timers {
         self.next
     }
 
+    /// The oldest pending timer that fires once (not a ticker), if any.
+    pub(crate) fn oldest_one_shot(&self) -> Option<TimerId> {
+        self.entries
+            .iter()
+            .find(|(_, e)| !matches!(e.kind, TimerKind::Ticker { .. }))
+            .map(|(&id, _)| id)
+    }
+
     /// Removes a pending timer; `true` if it was pending (so the stop prevented a firing).
     pub(crate) fn stop(&mut self, id: TimerId) -> bool {
         self.entries.remove(&id).is_some()
@@ -174,7 +182,9 @@ impl Ctx<'_> {
             at: self.at,
             phase: super::trace::Phase::Done,
         });
-        b.progress.tick(&b.goroutines);
+        let one_shot = !matches!(entry.kind, TimerKind::Ticker { .. });
+        let last_armed = b.timers.next;
+        b.progress.tick(&b.goroutines, id, one_shot, last_armed);
         match entry.kind {
             TimerKind::Once(target) => target.fire(self, b, now, &entry.clock),
             TimerKind::Ticker { target, period } => {

@@ -146,7 +146,12 @@ pub(crate) struct Trace {
 impl Trace {
     pub(crate) fn new(limit: usize, on: bool) -> Self {
         Trace {
-            events: VecDeque::new(),
+            // The first events of every execution go in without a reallocation.
+            events: if on {
+                VecDeque::with_capacity(limit.clamp(1, 64))
+            } else {
+                VecDeque::new()
+            },
             limit: limit.max(1),
             dropped: 0,
             on,
