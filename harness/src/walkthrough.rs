@@ -16,13 +16,21 @@ pub const BEGIN: &str = "<!-- trace:begin -->";
 pub const END: &str = "<!-- trace:end -->";
 
 /// The engine a walkthrough's trace comes from: loom where it applies (its search finds the
-/// schedules with the fewest preemptions first, which read best), else shuttle's PCT.
+/// schedules with the fewest preemptions first, which read best), else PCT, or the first
+/// searching engine the bug does not list as missing it (`not_found_by`).
 pub fn engine_for(bug: &Bug) -> Engine {
     if run::applies(bug, Engine::Loom).is_ok() {
-        Engine::Loom
-    } else {
-        Engine::ShuttlePct
+        return Engine::Loom;
     }
+    [
+        Engine::ShuttlePct,
+        Engine::ShuttleRandom,
+        Engine::ShuttleUrw,
+        Engine::ShuttleDfs,
+    ]
+    .into_iter()
+    .find(|e| !bug.not_found_by.iter().any(|(n, _)| n == e))
+    .unwrap_or(Engine::ShuttlePct)
 }
 
 /// Explores the buggy variant on `engine` with the bug's own budget and seed 1.
