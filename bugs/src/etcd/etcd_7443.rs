@@ -6,7 +6,7 @@ use std::sync::Arc;
 use primitives::sync::{Mutex, Once, RwMutex};
 use primitives::{defer, go_named, select, Chan, Shared};
 
-use crate::{Bug, Fix, Loom, Source, Variant};
+use crate::{Budget, Bug, Fix, Loom, Source, Variant};
 
 inventory::submit! {
     Bug {
@@ -27,6 +27,12 @@ inventory::submit! {
         fix: Fix::Upstream("8baaa06c"),
         review: "faithful: Checked against 8baaa06c (and its parent's clientv3/balancer.go and vendored grpc clientconn.go), the test TestBalancerDoNotBlockOnClose, the #7283 stacks and GoKer's kernel: Up/down send on notifyCh under b.mu while gRPC holds addrConn.mu and lbWatcher waits for it; fix mapped hunk by hunk; trace and reports predate the last kernel change.",
         file: file!(),
+        // The uniform random walk needs up to 1,117 schedules over seeds 1-10, and misses at
+        // seed 4 within this budget (bench: BENCH.md); 1,000 was too few at seed 1 once.
+        budget: Budget {
+            shuttle: 3_000,
+            ..Budget::DEFAULT
+        },
         ..Bug::DEFAULT
     }
 }

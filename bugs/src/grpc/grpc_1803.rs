@@ -4,7 +4,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use primitives::context::{self, CancelFunc, Context};
-use primitives::explore::Engine;
 use primitives::sync::Mutex;
 use primitives::{go_named, select, Chan, Shared};
 
@@ -28,12 +27,6 @@ inventory::submit! {
              the first takes the context",
         ),
         budget: Budget { shuttle: 10_000, ..Budget::DEFAULT },
-        not_found_by: &[(
-            Engine::ShuttleUrw,
-            "the uniform random walk misses it at seed 1 within the budget of 10,000 (over seeds \
-             1-10 its median is 1,668, and it misses at more than one seed); PCT and random find \
-             it at seed 1",
-        )],
         review: "faithful: Checked against b71aced4 and b71aced4^ (http2_client.go, transport.go, stream.go): faithful port of the recvCompress write-after-foreign-close race and its fix.",
         file: file!(),
         ..Bug::DEFAULT
