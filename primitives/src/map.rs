@@ -163,14 +163,21 @@ impl<K: Ord + Send + 'static, V: Send + 'static> GoMap<K, V> {
         let mut cx = inner.exec.enter(at);
         self.check(&mut cx, Op::MapWrite, true);
         if !inner.exec.config.race_detector {
-            // Go's map marks itself as being written for the length of the write.
-            inner.state.borrow(&cx).writing = Some(cx.gid);
+            // Go's map marks itself as being written for the length of the write: the write
+            // is under way from here to the next scheduling point, and its event is here.
+            {
+                let mut b = cx.books();
+                inner.state.borrow(&cx).writing = Some(cx.gid);
+                cx.event(&mut b, Op::MapWrite, Some(&inner.meta), 0);
+            }
             drop(cx);
-            cx = inner.exec.enter(at);
+            let cx = inner.exec.enter(at);
+            let mut st = inner.state.borrow(&cx);
+            st.writing = None;
+            return f(&mut st.map);
         }
         let mut b = cx.books();
         let mut st = inner.state.borrow(&cx);
-        st.writing = None;
         let r = f(&mut st.map);
         drop(st);
         cx.event(&mut b, Op::MapWrite, Some(&inner.meta), 0);
@@ -193,11 +200,14 @@ impl<K: Ord + Send + 'static, V: Send + 'static> GoMap<K, V> {
         }
         let busy = inner.state.borrow(cx).writing.is_some_and(|g| g != cx.gid);
         if busy && !mutant::on(Mutant::MapConcurrentWritesNotDetected) {
-            cx.go_panic(if write {
-                "fatal error: concurrent map writes"
-            } else {
-                "fatal error: concurrent map read and map write"
-            });
+            cx.go_panic_on(
+                Some(&inner.meta),
+                if write {
+                    "fatal error: concurrent map writes"
+                } else {
+                    "fatal error: concurrent map read and map write"
+                },
+            );
         }
     }
 }

@@ -5,7 +5,7 @@ use std::cell::RefCell;
 use std::panic::{self, Location};
 
 use super::trace::{Event, Op, Phase};
-use super::{Books, Ctx, Site};
+use super::{Books, Ctx, ObjMeta, Site};
 use crate::engine;
 use crate::report::{RaceReport, Verdict};
 
@@ -37,6 +37,12 @@ impl Ctx<'_> {
     /// starting `fatal error:` is Go's `throw`/`fatal` instead: no deferred call runs and no
     /// `recover` stops it.
     pub(crate) fn go_panic(&mut self, message: impl Into<String>) -> ! {
+        self.go_panic_on(None, message)
+    }
+
+    /// [`Ctx::go_panic`] raised by an operation on `obj` (a map caught being written): the
+    /// panic's event names the object, so a report can show who else was using it.
+    pub(crate) fn go_panic_on(&mut self, obj: Option<&ObjMeta>, message: impl Into<String>) -> ! {
         let message = message.into();
         let fatal = message.starts_with("fatal error:");
         let at = self.at;
@@ -44,11 +50,14 @@ impl Ctx<'_> {
             let mut b = self.books();
             let step = b.step;
             let g = self.gid;
+            if let Some(meta) = obj {
+                b.note(meta);
+            }
             b.trace.push(Event {
                 step,
                 g,
                 op: Op::Panic,
-                obj: None,
+                obj: obj.map(|m| m.id),
                 arg: 0,
                 at,
                 phase: Phase::Done,
