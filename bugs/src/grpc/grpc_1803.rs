@@ -26,7 +26,7 @@ inventory::submit! {
              cancelled context is ready too; under loom a select's choices go in rotation, and \
              the first takes the context",
         ),
-        budget: Budget { shuttle: 10_000, ..Budget::DEFAULT },
+        budget: Budget { shuttle: 10_000, pct_depth: 5, ..Budget::DEFAULT },
         review: "faithful: Checked against b71aced4 and b71aced4^ (http2_client.go, transport.go, stream.go): faithful port of the recvCompress write-after-foreign-close race and its fix.",
         file: file!(),
         ..Bug::DEFAULT
