@@ -185,7 +185,8 @@ struct CriterionBenchmark {
 
 #[derive(Deserialize)]
 struct CriterionEstimates {
-    mean: CriterionPoint,
+    /// The median sample: a run slowed by a busy neighbour moves it less than the mean.
+    median: CriterionPoint,
 }
 
 #[derive(Deserialize)]
@@ -221,7 +222,7 @@ pub fn criterion_estimates(dir: &Path) -> Vec<Estimate> {
                         out.push(Estimate {
                             group: b.group_id,
                             function,
-                            ns: e.mean.point_estimate,
+                            ns: e.median.point_estimate,
                             elements: b.throughput.and_then(|t| t.get("Elements").copied()),
                         });
                     }
@@ -367,7 +368,7 @@ pub fn render(bench: &Bench, estimates: &[Estimate]) -> String {
     let _ = writeln!(
         out,
         "Written by `harness bench`. Detection speed is measured in the same run; the primitive \
-         and search tables are criterion's last estimates (`cargo bench -p primitives`), {}.\n",
+         and search tables are criterion's last estimates (medians; `cargo bench -p primitives`), {}.\n",
         if estimates.is_empty() {
             "absent from this machine"
         } else {

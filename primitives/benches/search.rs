@@ -224,7 +224,9 @@ fn search(c: &mut Criterion) {
     ];
     for (name, kernel, loom_body, shuttle_body) in kernels {
         let mut g = c.benchmark_group(format!("search {name}"));
-        g.sample_size(10);
+        // Ours and raw are measured one after the other, so their ratio carries any drift of
+        // the machine between them: enough samples that one slow stretch does not decide it.
+        g.sample_size(30);
         for engine in [
             Engine::Loom,
             Engine::ShuttlePct,
