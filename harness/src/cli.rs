@@ -397,9 +397,10 @@ fn bench(args: BenchArgs) -> Result<ExitCode, Failure> {
         .criterion
         .unwrap_or_else(|| crate::workspace_root().join("target/criterion"));
     let estimates = crate::bench::criterion_estimates(&criterion_dir);
+    let paired = crate::bench::paired_ratios(&criterion_dir);
     let mut files = vec![
         ("bench.json", data.to_json()),
-        ("BENCH.md", crate::bench::render(&data, &estimates)),
+        ("BENCH.md", crate::bench::render(&data, &estimates, &paired)),
         ("detection.svg", crate::bench::svg(&data)),
     ];
     if let Ok(results) = Results::read(&args.out.join("results.json")) {

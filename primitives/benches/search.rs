@@ -7,7 +7,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use primitives::explore::{explore, Engine, Kernel, Settings};
@@ -202,6 +202,7 @@ fn raw_shuttle(body: fn(), pct: bool) -> u64 {
 type Case = (&'static str, Kernel, fn(), fn());
 
 fn search(c: &mut Criterion) {
+    let mut paired = Vec::new();
     let kernels: [Case; 3] = [
         (
             "small (2 goroutines, Mutex)",
@@ -250,6 +251,73 @@ fn search(c: &mut Criterion) {
             });
         }
         g.finish();
+        paired.extend(paired_ratios(name, &kernel, loom_body, shuttle_body));
+    }
+    write_paired(&paired);
+}
+
+/// Rounds of the paired measurement.
+const PAIRED_ROUNDS: usize = 101;
+
+/// ours / raw per schedule for each engine of `kernel`, as the median over rounds that each
+/// time one exploration of ours and one of raw back to back (which goes first alternates):
+/// a slow stretch of the machine then slows both sides of a pair, where criterion, which
+/// measures ours and raw minutes apart, puts it in the ratio.
+fn paired_ratios(name: &str, kernel: &Kernel, loom_body: fn(), shuttle_body: fn()) -> Vec<String> {
+    let engines = [
+        ("loom", Engine::Loom),
+        ("shuttle-pct", Engine::ShuttlePct),
+        ("shuttle-random", Engine::ShuttleRandom),
+    ];
+    engines
+        .into_iter()
+        .map(|(label, engine)| {
+            let ours = || {
+                let t = Instant::now();
+                let n = explore(&settings(engine), kernel.clone()).schedules;
+                t.elapsed().as_secs_f64() / n as f64
+            };
+            let raw = || {
+                let t = Instant::now();
+                let n = match engine {
+                    Engine::Loom => raw_loom(loom_body),
+                    _ => raw_shuttle(shuttle_body, engine == Engine::ShuttlePct),
+                };
+                t.elapsed().as_secs_f64() / n as f64
+            };
+            let mut ratios: Vec<f64> = (0..PAIRED_ROUNDS)
+                .map(|round| {
+                    if round % 2 == 0 {
+                        let o = ours();
+                        o / raw()
+                    } else {
+                        let r = raw();
+                        ours() / r
+                    }
+                })
+                .collect();
+            ratios.sort_by(f64::total_cmp);
+            let median = ratios[ratios.len() / 2];
+            println!("search {name} {label}: paired ratio {median:.2} (median of {PAIRED_ROUNDS})");
+            format!(
+                "{{\"kernel\": \"{name}\", \"engine\": \"{label}\", \"ratio\": {median:.4}, \"rounds\": {PAIRED_ROUNDS}}}"
+            )
+        })
+        .collect()
+}
+
+/// Writes the paired ratios beside criterion's estimates (`target/criterion`), where `harness
+/// bench` reads them.
+fn write_paired(rows: &[String]) {
+    let Some(target) = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.ancestors().nth(3).map(|t| t.join("criterion")))
+    else {
+        return;
+    };
+    let text = format!("[\n  {}\n]\n", rows.join(",\n  "));
+    if std::fs::create_dir_all(&target).is_ok() {
+        let _ = std::fs::write(target.join("search-paired.json"), text);
     }
 }
 
