@@ -8,6 +8,13 @@
 //! deferred call).
 //!
 //! Happens-before: the return of the function happens before every `do_` returns.
+//!
+//! [`Once::reset`] is Go's `once = sync.Once{}`: a plain write of a zero `Once` over this one.
+//! Done while a call is inside `f`, it unlocks the mutex that call holds, and the call's own
+//! `Unlock` when `f` returns is Go's fatal error `sync: unlock of unlocked mutex`; goroutines
+//! parked in `Do` at the reset are forgotten by the zeroed mutex and stay parked. Under the race
+//! detector the reset races with any `Do` it is not ordered with (Go's `Do` loads `done`
+//! atomically and stores it atomically when `f` returns).
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -17,8 +24,9 @@ use std::sync::Arc;
 use crate::mutant::{self, Mutant};
 use crate::rt::cell::RtCell;
 use crate::rt::clock::VClock;
+use crate::rt::race::{AccessHistory, Kind};
 use crate::rt::trace::Op;
-use crate::rt::{current_exec, Execution, Fired, Gid, GoPanic, ObjMeta, WaitReason, Waiter};
+use crate::rt::{current_exec, Ctx, Execution, Fired, Gid, GoPanic, ObjMeta, WaitReason, Waiter};
 
 /// Go's `sync.Once`. Cloning gives another handle to the same `Once`.
 ///
@@ -53,7 +61,23 @@ struct OnceState {
     waiters: VecDeque<Waiter>,
     /// The clock of the function's return.
     clock: VClock,
+    /// The race detector's view of `o.done`.
+    history: AccessHistory,
 }
+
+/// `atomic.LoadUint32(&o.done)` at the start of every `Do`.
+const LOAD_DONE: Kind = Kind {
+    write: false,
+    atomic: true,
+    op: Some("Once.Do"),
+};
+
+/// `atomic.StoreUint32(&o.done, 1)` when `f` returns.
+const STORE_DONE: Kind = Kind {
+    write: true,
+    atomic: true,
+    op: Some("Once.Do"),
+};
 
 impl fmt::Debug for Once {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -79,11 +103,25 @@ impl Once {
                 running: None,
                 waiters: VecDeque::new(),
                 clock: VClock::default(),
+                history: AccessHistory::default(),
             },
         );
         Once {
             inner: Arc::new(OnceInner { exec, meta, state }),
         }
+    }
+
+    /// Names the `Once` in traces and reports (the Go variable's name).
+    ///
+    /// # Panics
+    ///
+    /// If the `Once` has been cloned already.
+    pub fn named(mut self, name: &str) -> Self {
+        Arc::get_mut(&mut self.inner)
+            .expect("name a Once where it is made, before cloning it")
+            .meta
+            .name = Some(name.to_string());
+        self
     }
 
     /// `once.Do(f)`: runs `f` if no call has run it yet; otherwise waits until it has returned.
@@ -92,6 +130,7 @@ impl Once {
         let at = Location::caller();
         let inner = &*self.inner;
         let mut cx = inner.exec.enter(at);
+        self.race_check(&mut cx, LOAD_DONE, Op::OnceDo);
         loop {
             {
                 let mut b = cx.books();
@@ -132,10 +171,11 @@ impl Once {
         self.finish(at);
     }
 
-    /// Marks the function returned and wakes the goroutines waiting for it.
+    /// Marks the function returned and unlocks: wakes the goroutines waiting for it.
     fn finish(&self, at: &'static Location<'static>) {
         let inner = &*self.inner;
-        let cx = inner.exec.enter(at);
+        let mut cx = inner.exec.enter(at);
+        self.race_check(&mut cx, STORE_DONE, Op::OnceDo);
         let mut b = cx.books();
         let mut clock = cx.release_clock(&mut b);
         if mutant::on(Mutant::HbOnce) {
@@ -143,8 +183,21 @@ impl Once {
         }
         let mut st = inner.state.borrow(&cx);
         st.done = true;
-        st.running = None;
         st.clock = clock.clone();
+        if st.running.is_none() {
+            // A reset zeroed the mutex this call locked: Go's deferred `o.m.Unlock()` finds it
+            // unlocked.
+            drop(st);
+            drop(b);
+            if !mutant::on(Mutant::MutexUnlockUnlockedNoFatal) {
+                cx.go_panic_on(
+                    Some(&inner.meta),
+                    "fatal error: sync: unlock of unlocked mutex",
+                );
+            }
+            return;
+        }
+        st.running = None;
         while let Some(w) = b.pop_waiter(&mut st.waiters) {
             b.fire(
                 w,
@@ -154,6 +207,39 @@ impl Once {
                 },
                 Some(&clock),
             );
+        }
+    }
+
+    /// `once = sync.Once{}`: writes a zero `Once` over this one (see the [module docs](self)).
+    #[track_caller]
+    pub fn reset(&self) {
+        let inner = &*self.inner;
+        let mut cx = inner.exec.enter(Location::caller());
+        self.race_check(&mut cx, Kind::WRITE, Op::Write);
+        let mut b = cx.books();
+        let mut st = inner.state.borrow(&cx);
+        st.done = false;
+        st.running = None;
+        st.clock = VClock::default();
+        // The zeroed mutex has no record of its waiters: they are never woken.
+        st.waiters.clear();
+        drop(st);
+        cx.event(&mut b, Op::Write, Some(&inner.meta), 0);
+    }
+
+    /// The race detector's check of an access of kind `kind` to `o.done`.
+    fn race_check(&self, cx: &mut Ctx<'_>, kind: Kind, op: Op) {
+        let inner = &*self.inner;
+        if !inner.exec.config.race_detector {
+            return;
+        }
+        let race = {
+            let b = cx.books();
+            let mut st = inner.state.borrow(cx);
+            st.history.access_as(cx, &b, kind, &inner.meta.label())
+        };
+        if let Some(r) = race {
+            cx.race(r, op, &inner.meta);
         }
     }
 }

@@ -2,7 +2,7 @@
 
 use primitives::explore::Engine;
 use primitives::sync::{AtomicI64, Cond, Mutex, Once, RwMutex, WaitGroup};
-use primitives::{go, Shared, Verdict};
+use primitives::{go, Chan, Shared, Verdict};
 use rstest::rstest;
 
 use crate::harness::{expect, expect_clean, expect_with, settings};
@@ -424,6 +424,86 @@ fn once_runs_its_function_once_for_everyone(
             });
         }
         wg.wait();
+    });
+}
+
+#[rstest]
+fn a_reset_once_runs_its_function_again(
+    #[values(
+        Engine::Loom,
+        Engine::ShuttlePct,
+        Engine::ShuttleRandom,
+        Engine::ShuttleUrw,
+        Engine::ShuttleDfs,
+        Engine::Std
+    )]
+    engine: Engine,
+) {
+    expect_clean(engine, || {
+        let (once, n) = (Once::new(), Shared::new(0));
+        once.do_(|| n.set(n.get() + 1));
+        once.reset();
+        once.do_(|| n.set(n.get() + 1));
+        assert_eq!(n.get(), 2);
+    });
+}
+
+#[rstest]
+fn resetting_a_once_inside_its_function_is_fatal(
+    #[values(
+        Engine::Loom,
+        Engine::ShuttlePct,
+        Engine::ShuttleRandom,
+        Engine::ShuttleUrw,
+        Engine::ShuttleDfs,
+        Engine::Std
+    )]
+    engine: Engine,
+) {
+    // `once = sync.Once{}` zeroes the mutex `Do` holds; its Unlock when `f` returns throws.
+    let mut s = settings(engine);
+    s.race_detector = false;
+    expect_with(
+        &s,
+        Verdict::Panic,
+        "fatal error: sync: unlock of unlocked mutex",
+        || {
+            let once = Once::new();
+            let (inside, ok, done) = (Chan::new(0), Chan::new(0), Chan::new(0));
+            let (o, i, k, d) = (once.clone(), inside.clone(), ok.clone(), done.clone());
+            go(move || {
+                o.do_(|| {
+                    i.send(());
+                    k.recv();
+                });
+                d.send(());
+            });
+            inside.recv();
+            once.reset();
+            ok.send(());
+            done.recv();
+        },
+    );
+}
+
+#[rstest]
+fn a_reset_unordered_with_a_do_is_a_race(
+    #[values(
+        Engine::Loom,
+        Engine::ShuttlePct,
+        Engine::ShuttleRandom,
+        Engine::ShuttleUrw,
+        Engine::ShuttleDfs,
+        Engine::Std
+    )]
+    engine: Engine,
+) {
+    // The reset is a plain write of the Once; Do loads `done` atomically.
+    expect(engine, Verdict::Race, "DATA RACE on Once", || {
+        let once = Once::new();
+        let o = once.clone();
+        go(move || o.do_(|| {}));
+        once.reset();
     });
 }
 
