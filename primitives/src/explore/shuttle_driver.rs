@@ -18,16 +18,11 @@ use crate::engine::{self, EngineKind};
 use crate::report::ExecutionReport;
 use crate::rt;
 
-/// What the recorder knows of the executions so far.
+/// What the recorder shares with the execution body and the caller; touched once per
+/// execution, never per step.
 #[derive(Default)]
 struct Record {
-    /// The schedule of the execution in progress.
-    current: Option<Schedule>,
     executions: u64,
-    /// Some execution had more than one runnable goroutine at a step.
-    task_choice_seen: bool,
-    /// Some execution drew a scheduler-chosen value.
-    data_choice_seen: bool,
     /// No more executions.
     stop: bool,
     /// Keep the schedule of this execution when it completes.
@@ -42,12 +37,30 @@ struct Record {
 struct Recorder {
     inner: Box<dyn Scheduler>,
     record: Arc<Mutex<Record>>,
+    /// The schedule of the execution in progress, the recorder's own: a step takes no lock.
+    current: Option<Schedule>,
+    /// Some execution had more than one runnable goroutine at a step.
+    task_choice_seen: bool,
+    /// Some execution drew a scheduler-chosen value.
+    data_choice_seen: bool,
+}
+
+impl Recorder {
+    fn new(inner: Box<dyn Scheduler>, record: Arc<Mutex<Record>>) -> Self {
+        Recorder {
+            inner,
+            record,
+            current: None,
+            task_choice_seen: false,
+            data_choice_seen: false,
+        }
+    }
 }
 
 impl Scheduler for Recorder {
     fn new_execution(&mut self) -> Option<Schedule> {
         let mut r = self.record.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(done) = r.current.take() {
+        if let Some(done) = self.current.take() {
             if r.capture == Some(r.executions) {
                 r.captured = Some(done);
             }
@@ -55,13 +68,12 @@ impl Scheduler for Recorder {
         if r.stop {
             return None;
         }
-        if r.executions >= 1 && !r.task_choice_seen && !r.data_choice_seen {
-            // Without any choice, every execution is the same one: a single schedule.
+        if r.executions >= 1 && !self.task_choice_seen && !self.data_choice_seen {
             r.single_schedule = true;
             return None;
         }
         let schedule = self.inner.new_execution()?;
-        r.current = Some(Schedule::new(schedule.seed));
+        self.current = Some(Schedule::new(schedule.seed));
         r.executions += 1;
         Some(schedule)
     }
@@ -80,23 +92,18 @@ impl Scheduler for Recorder {
             .map(TaskId::from)
             .filter(|&t| runnable.iter().any(|r| r.id() == t))
             .unwrap_or(next);
-        let mut r = self.record.lock().unwrap_or_else(PoisonError::into_inner);
-        if runnable.len() > 1 {
-            r.task_choice_seen = true;
-        }
-        if let Some(s) = r.current.as_mut() {
+        self.task_choice_seen |= runnable.len() > 1;
+        if let Some(s) = self.current.as_mut() {
             s.push_task(next);
         }
         Some(next)
     }
 
     fn next_u64(&mut self) -> u64 {
-        let mut r = self.record.lock().unwrap_or_else(PoisonError::into_inner);
-        r.data_choice_seen = true;
-        if let Some(s) = r.current.as_mut() {
+        self.data_choice_seen = true;
+        if let Some(s) = self.current.as_mut() {
             s.push_random();
         }
-        drop(r);
         self.inner.next_u64()
     }
 }
@@ -307,21 +314,14 @@ pub(super) fn explore(settings: &Settings, kernel: Kernel) -> Exploration {
             r.stop |= stop;
         }
     };
-    let recorder_record = record.clone();
-    let recorder = match settings.engine {
-        Engine::ShuttlePct => Recorder {
-            inner: Box::new(Pct::new(settings.seed, settings.pct_depth, iterations)),
-            record: recorder_record,
-        },
-        Engine::ShuttleUrw => Recorder {
-            inner: Box::new(UrwRandomScheduler::new_from_seed(settings.seed, iterations)),
-            record: recorder_record,
-        },
-        _ => Recorder {
-            inner: Box::new(UniformScheduler::new(settings.seed, iterations)),
-            record: recorder_record,
-        },
+    let inner: Box<dyn Scheduler> = match settings.engine {
+        Engine::ShuttlePct => Box::new(Pct::new(settings.seed, settings.pct_depth, iterations)),
+        Engine::ShuttleUrw => {
+            Box::new(UrwRandomScheduler::new_from_seed(settings.seed, iterations))
+        }
+        _ => Box::new(UniformScheduler::new(settings.seed, iterations)) as Box<dyn Scheduler>,
     };
+    let recorder = Recorder::new(inner, record.clone());
     let run = move || shuttle::Runner::new(recorder, config()).run(body);
     engine::set_active_engine(Some(EngineKind::Shuttle));
     let result = panic::catch_unwind(panic::AssertUnwindSafe(run));
