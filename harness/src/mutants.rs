@@ -562,9 +562,9 @@ impl Report {
             s.push_str("Every mutant is killed by at least one bug.\n");
         } else {
             s.push_str(
-                "No bug of the corpus notices these mutants: no documented bug of the four \
-                 projects, as ported, depends on the behaviour they change. They are listed \
-                 for the ports to come, not closed with artificial bugs.\n\n",
+                "No bug of the corpus notices these mutants: no documented bug ported so far \
+                 depends on the behaviour they change. They are listed for the ports to come, \
+                 not closed with artificial bugs.\n\n",
             );
             for r in gaps {
                 let _ = writeln!(s, "- `{}` ({}): {}", r.mutant, r.primitive, r.what);
