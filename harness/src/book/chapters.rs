@@ -124,7 +124,10 @@ impl Chapter {
             Chapter::Once => {
                 "`sync.Once` runs only the first function passed to `Do`, once, and every `Do` returns only after that one \
                  call has returned, so a `Do` whose function calls `Do` on the same Once waits \
-                 for itself. A function that panics still counts as done."
+                 for itself. A function that panics still counts as done. A Once cannot be \
+                 rearmed safely: zeroing it (`once = sync.Once{}`) races with any `Do` it is not \
+                 ordered with, and if it lands while the function runs, that `Do`'s unlock of \
+                 its mutex is a fatal error."
             }
             Chapter::Channels => {
                 "An unbuffered channel hands a value from a sender to a receiver: each waits for \
@@ -227,7 +230,8 @@ fn wait_kind(state: &str) -> Option<Chapter> {
 /// and, where that does not tell, its category:
 ///
 /// - a data race: the memory model;
-/// - a panic: the primitive Go's message names (a channel, a WaitGroup, an RWMutex, an unlock);
+/// - a panic: the primitive Go's message names (a channel, a WaitGroup, an RWMutex, an unlock;
+///   an unlock in a bug whose category names `sync.Once` is the Once's own mutex);
 /// - a deadlock or leak: what the blocked goroutines wait on. Channels (or a select) with a
 ///   context cancelled in the trace, or a category naming context: context; channels with a
 ///   lock, WaitGroup, Cond or Once: the mixed chapter; else the first of Cond, RWMutex, Mutex,
@@ -251,6 +255,9 @@ pub fn of(bug: &Bug, failure: Option<&FirstFailure>) -> Chapter {
             }
             if message.contains("rwmutex") || message.contains("runlock") {
                 return Chapter::RwMutex;
+            }
+            if message.contains("unlock") && category.contains("sync.once") {
+                return Chapter::Once;
             }
             if message.contains("unlock") {
                 return Chapter::Mutex;
