@@ -23,6 +23,7 @@ inventory::submit! {
              queue_linux.go, remote_linux.go",
         ),
         fix: Fix::Upstream("c75de8e3"),
+        review: "faithful after mends: Checked against c75de8e33c and the five libcontainerd files plus daemon/daemon.go and cmd/dockerd/daemon.go at c75de8e33c^, ac068a1f, the threads of #25110 and #25111, and golang/go#23039: same bug, same shape and the upstream fix; mend two citations.",
         file: file!(),
         ..Bug::DEFAULT
     }
