@@ -21,6 +21,7 @@ inventory::submit! {
         ),
         source: Source::Diff("containerd/containerd de0e943d"),
         fix: Fix::Upstream("containerd/containerd de0e943d"),
+        review: "faithful after mends: Checked against containerd de0e943d (PR #872, merged as dbe1bddb on v0.2.x) and its parent 9d06c06c: right bug, shape, fix and panic verdict, honest failure; mend the unsourced docker-ce#14 sentence, a Deviations line for the invented exec_sync_map_or_nil, and minor citations.",
         file: file!(),
         ..Bug::DEFAULT
     }
