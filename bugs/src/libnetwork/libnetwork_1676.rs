@@ -18,6 +18,7 @@ inventory::submit! {
         walkthrough: include_str!("libnetwork_1676.md"),
         source: Source::Diff("docker/libnetwork 635d4439^ iptables/iptables.go, iptables/firewalld.go"),
         fix: Fix::Upstream("docker/libnetwork 635d4439"),
+        review: "faithful after mends: Checked against docker/libnetwork 635d4439^ and 635d4439 (iptables/iptables.go, iptables/firewalld.go), merge 606a7aac, PR #1676 and issue #1677: right bug, shape, fix and race verdict, honest failure; mend the Once sentence (probeOnce and firewalldOnce), unsourced claims about what -race reports, the wording of #1677's failures, two Deviations lines and minor wording.",
         file: file!(),
         ..Bug::DEFAULT
     }
@@ -39,8 +40,8 @@ const ERR_IPTABLES_NOT_FOUND: &str = "Iptables not found";
 /// The host: the `iptables` binary and the kernel's xtables lock. Nothing here is Go memory,
 /// so nothing is checked for races.
 struct Host {
-    /// The xtables lock every iptables process takes for its whole run (a `flock` upstream,
-    /// held by the process, not by Go code).
+    /// The xtables lock every iptables process takes for its whole run (held by the iptables
+    /// process, not by Go code).
     xtables_lock: Mutex,
 }
 
