@@ -19,6 +19,7 @@ inventory::submit! {
         walkthrough: include_str!("libnetwork_454.md"),
         source: Source::Diff("docker/libnetwork af4e6765^ drivers/overlay/ov_network.go, joinleave.go"),
         fix: Fix::Upstream("docker/libnetwork af4e6765"),
+        review: "faithful after mends: Checked against docker/libnetwork af4e6765 and af4e6765^ (drivers/overlay/ov_network.go, joinleave.go, ov_utils.go, peerdb.go; sandbox/namespace_linux.go, interface_linux.go; endpoint.go), merge 22dc04d0, 5d113d19 (PR #2146) and the PR #454 thread: right bug, shape, fix and panic verdict, honest failure; mend the unsourced 'the daemon dies', the reports of the swapped Once, one switch's form and a long line.",
         file: file!(),
         ..Bug::DEFAULT
     }
@@ -122,7 +123,7 @@ impl Network {
             self.unlock();
             return Ok(());
         }
-        if self.variant == Variant::Buggy {
+        if !self.variant.fixed() {
             self.join_cnt.set(self.join_cnt.get() + 1);
             self.unlock();
 
