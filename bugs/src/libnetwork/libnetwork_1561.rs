@@ -17,8 +17,9 @@ inventory::submit! {
         kernel: test_libnetwork1561,
         walkthrough: include_str!("libnetwork_1561.md"),
         loom: Loom::Applies,
-        source: Source::Diff("docker/libnetwork 33819721^ resolver.go, resolver_unix.go, sandbox.go, sandbox_dns_unix.go"),
+        source: Source::Diff("docker/libnetwork 33819721^ resolver.go, resolver_unix.go, sandbox.go, sandbox_dns_unix.go, sandbox_externalkey_unix.go, controller.go"),
         fix: Fix::Upstream("docker/libnetwork 33819721"),
+        review: "faithful after mends: Checked against docker/libnetwork 33819721 and 33819721^ (resolver.go, resolver_unix.go, sandbox.go, sandbox_dns_unix.go, sandbox_externalkey_unix.go, controller.go, endpoint.go, vendored miekg/dns server.go), merge ff707266, cherry-pick d4cdf89a, the PR #1561 description and review, and moby/moby#28465: right bug, shape, fix and race verdict, honest failure; mend the crash site (the PR names resolver.go:148, which the kernel does not model), the consequence of doing the set-up on main, the PR's earlier version, the Delete row and minor wording.",
         file: file!(),
         ..Bug::DEFAULT
     }
