@@ -534,9 +534,11 @@ pub fn render(bench: &Bench, estimates: &[Estimate], paired: &[Paired]) -> Strin
     let _ = writeln!(
         out,
         "\nTarget: the portfolio finds every buggy kernel within {WITHIN} schedules at every seed, \
-         median at most 10: {} bugs miss it at some seed, and the median of the portfolio's \
-         medians is {}.",
-        pmissed,
+         median at most 10: {} at some seed, and the median of the portfolio's medians is {}.",
+        match pmissed {
+            1 => "1 bug misses it".to_string(),
+            n => format!("{n} bugs miss it"),
+        },
         pmeds
             .get(pmeds.len() / 2)
             .map_or("·".to_string(), |m| m.to_string())
