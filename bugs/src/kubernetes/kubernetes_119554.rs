@@ -18,6 +18,7 @@ inventory::submit! {
         walkthrough: include_str!("kubernetes_119554.md"),
         source: Source::Test("kubernetes/client-go util/workqueue/queue_test.go @ e9b0103a4^"),
         fix: Fix::Upstream("kubernetes/client-go e9b0103a4 (Kubernetes-commit 2b12df56b0be)"),
+        review: "faithful: Checked against client-go e9b0103a4 (Kubernetes-commit 2b12df56b0be) and its parent (util/workqueue/queue.go, queue_test.go:250-290, metrics.go:225-240), the commit message and the PR #119554 thread: right bug, shape, fix and deadlock verdict, honest failure; nits mended (the prose's order matches the trace, the collapsed constructor chain, the folded empty check).",
         file: file!(),
         ..Bug::DEFAULT
     }
