@@ -22,6 +22,17 @@ pub use primitives;
 
 inventory::collect!(Bug);
 
+/// Go's use of a nil pointer or a nil interface value: a field read, or a method called through
+/// it (`x.M()` with `x` nil). `Some(v)` goes on with `v`; `None` panics as Go's runtime does,
+/// at the caller's line.
+#[track_caller]
+pub fn deref<T>(p: Option<T>) -> T {
+    match p {
+        Some(v) => v,
+        None => panic!("runtime error: invalid memory address or nil pointer dereference"),
+    }
+}
+
 /// Every registered bug, sorted by id.
 pub fn all() -> Vec<&'static Bug> {
     let mut bugs: Vec<&'static Bug> = inventory::iter::<Bug>.into_iter().collect();

@@ -6,7 +6,7 @@ use std::time::Duration;
 use primitives::sync::RwMutex;
 use primitives::{go_named, select, time, Chan, Shared};
 
-use crate::{Budget, Bug, Fix, Source, Variant};
+use crate::{deref, Budget, Bug, Fix, Source, Variant};
 
 inventory::submit! {
     Bug {
@@ -29,15 +29,6 @@ inventory::submit! {
 
 /// Dials of the test (upstream and GoKer: 10; one is enough).
 const DIALS: usize = 1;
-
-/// Go's `x.f()` on a nil pointer `x`.
-#[track_caller]
-fn deref<T>(p: Option<T>) -> T {
-    match p {
-        Some(v) => v,
-        None => panic!("runtime error: invalid memory address or nil pointer dereference"),
-    }
-}
 
 /// The ClientConn's side of the balancer (`ccBalancerWrapper`).
 struct CcBalancerWrapper {

@@ -6,7 +6,7 @@ use std::time::Duration;
 use primitives::sync::{Mutex, WaitGroup};
 use primitives::{defer, go_named, time, Chan, Shared};
 
-use crate::{Bug, Fix, Source, Variant};
+use crate::{deref, Bug, Fix, Source, Variant};
 
 inventory::submit! {
     Bug {
@@ -24,15 +24,6 @@ inventory::submit! {
         review: "faithful: Checked against 027cd627, resolver_conn_wrapper.go and resolver/manual/manual.go at 0859afa3, GoKer's kernel and README, and GoReal's race report: ccr.resolver written after Build while Build's UpdateState→poll goroutine reads it under a lock the writer never takes; fix (resolverMu around Build, pollingMu) mapped at three switches.",
         file: file!(),
         ..Bug::DEFAULT
-    }
-}
-
-/// Go's method call `x.M()` on an interface value `x`: a nil interface has no method to call.
-#[track_caller]
-fn deref<T>(p: Option<T>) -> T {
-    match p {
-        Some(v) => v,
-        None => panic!("runtime error: invalid memory address or nil pointer dereference"),
     }
 }
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use primitives::sync::WaitGroup;
 use primitives::{defer, go_named, Chan, Shared};
 
-use crate::{Bug, Fix, Loom, Source, Variant};
+use crate::{deref, Bug, Fix, Loom, Source, Variant};
 
 inventory::submit! {
     Bug {
@@ -27,15 +27,6 @@ inventory::submit! {
 
 /// `resolverIPSandbox`: the address the embedded DNS server listens on in every container.
 const RESOLVER_IP_SANDBOX: &str = "127.0.0.11";
-
-/// Go's call of a method through a nil pointer (`r.conn.LocalAddr()` with `r.conn` nil).
-#[track_caller]
-fn deref<T>(p: Option<T>) -> T {
-    match p {
-        Some(v) => v,
-        None => panic!("runtime error: invalid memory address or nil pointer dereference"),
-    }
-}
 
 /// A `*net.UDPConn` bound in the container's namespace: a socket, not Go memory.
 #[derive(Clone, Copy, Debug)]

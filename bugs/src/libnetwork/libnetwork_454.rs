@@ -6,7 +6,7 @@ use std::sync::Arc;
 use primitives::sync::{Mutex, Once, WaitGroup};
 use primitives::{defer, go_named, Shared};
 
-use crate::{Bug, Fix, Source, Variant};
+use crate::{deref, Bug, Fix, Source, Variant};
 
 inventory::submit! {
     Bug {
@@ -22,15 +22,6 @@ inventory::submit! {
         review: "faithful after mends: Checked against docker/libnetwork af4e6765 and af4e6765^ (drivers/overlay/ov_network.go, joinleave.go, ov_utils.go, peerdb.go; sandbox/namespace_linux.go, interface_linux.go; endpoint.go), merge 22dc04d0, 5d113d19 (PR #2146) and the PR #454 thread: right bug, shape, fix and panic verdict, honest failure; mend the unsourced 'the daemon dies', the reports of the swapped Once, one switch's form and a long line.",
         file: file!(),
         ..Bug::DEFAULT
-    }
-}
-
-/// Go's method call `x.M()` on an interface value `x`: a nil interface has no method to call.
-#[track_caller]
-fn deref<T>(p: Option<T>) -> T {
-    match p {
-        Some(v) => v,
-        None => panic!("runtime error: invalid memory address or nil pointer dereference"),
     }
 }
 
