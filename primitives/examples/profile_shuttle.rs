@@ -1,27 +1,77 @@
-//! Profiling aid: explores a small channel kernel under shuttle PCT (`perf record` it).
-use primitives::explore::{explore, Engine, Settings};
+//! Profiling aid: explores one of the search benchmark's kernels under a shuttle engine, for
+//! `perf record`. `cargo run --release -p primitives --example profile_shuttle -- [small|medium]
+//! [pct|random|urw] [SCHEDULES]`.
+use primitives::explore::{explore, Engine, Kernel, Settings};
+use primitives::sync::{Mutex, WaitGroup};
 use primitives::{go, Chan};
+use std::process::ExitCode;
 use std::sync::Arc;
 
-fn main() {
-    let mut s = Settings::new(Engine::ShuttlePct);
-    s.budget = 20_000;
+fn small() -> Kernel {
+    Arc::new(|| {
+        let (mu, wg) = (Mutex::new(), WaitGroup::new());
+        for _ in 0..2 {
+            wg.add(1);
+            let (mu, wg) = (mu.clone(), wg.clone());
+            go(move || {
+                mu.lock();
+                mu.unlock();
+                wg.done();
+            });
+        }
+        wg.wait();
+    })
+}
+
+fn medium() -> Kernel {
+    Arc::new(|| {
+        let ch = Chan::new(1);
+        for p in 0..2 {
+            let tx = ch.clone();
+            go(move || {
+                tx.send(p);
+                tx.send(p);
+            });
+        }
+        for _ in 0..4 {
+            ch.recv();
+        }
+    })
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let arg = |i: usize, default: &'static str| args.get(i).map_or(default, String::as_str);
+    let kernel = match arg(0, "medium") {
+        "small" => small(),
+        "medium" => medium(),
+        other => {
+            eprintln!("profile_shuttle: unknown kernel {other:?} (small, medium)");
+            return ExitCode::from(2);
+        }
+    };
+    let engine = match arg(1, "pct") {
+        "pct" => Engine::ShuttlePct,
+        "random" => Engine::ShuttleRandom,
+        "urw" => Engine::ShuttleUrw,
+        other => {
+            eprintln!("profile_shuttle: unknown engine {other:?} (pct, random, urw)");
+            return ExitCode::from(2);
+        }
+    };
+    let Ok(budget) = arg(2, "20000").parse() else {
+        eprintln!("profile_shuttle: the schedule count must be a number");
+        return ExitCode::from(2);
+    };
+    let mut s = Settings::new(engine);
+    s.budget = budget;
     s.stop_at_first_failure = false;
-    let f = explore(
-        &s,
-        Arc::new(|| {
-            let ch = Chan::new(1);
-            for p in 0..2 {
-                let tx = ch.clone();
-                go(move || {
-                    tx.send(p);
-                    tx.send(p);
-                });
-            }
-            for _ in 0..4 {
-                ch.recv();
-            }
-        }),
+    let f = explore(&s, kernel);
+    println!(
+        "{} schedules in {:.2}s ({:.2} µs each)",
+        f.schedules,
+        f.seconds,
+        f.seconds * 1e6 / f.schedules as f64
     );
-    println!("{} schedules in {:.2}s", f.schedules, f.seconds);
+    ExitCode::SUCCESS
 }

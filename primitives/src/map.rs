@@ -191,7 +191,7 @@ impl<K: Ord + Send + 'static, V: Send + 'static> GoMap<K, V> {
             let race = {
                 let b = cx.books();
                 let mut st = inner.state.borrow(cx);
-                st.history.access(cx, &b, write, &inner.meta.label())
+                st.history.access(cx, &b, write, &inner.meta)
             };
             if let Some(r) = race {
                 cx.race(r, op, &inner.meta);

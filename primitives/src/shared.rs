@@ -137,7 +137,7 @@ impl<T: Send + 'static> Shared<T> {
             let race = {
                 let b = cx.books();
                 let mut st = inner.state.borrow(&cx);
-                st.history.access(&cx, &b, write, &inner.meta.label())
+                st.history.access(&cx, &b, write, &inner.meta)
             };
             if let Some(r) = race {
                 cx.race(r, op, &inner.meta);

@@ -60,9 +60,13 @@ impl Recorder {
 impl Scheduler for Recorder {
     fn new_execution(&mut self) -> Option<Schedule> {
         let mut r = self.record.lock().unwrap_or_else(PoisonError::into_inner);
+        // The finished execution's schedule is kept if asked for, else its room is reused.
+        let mut spare = None;
         if let Some(done) = self.current.take() {
             if r.capture == Some(r.executions) {
                 r.captured = Some(done);
+            } else {
+                spare = Some(done);
             }
         }
         if r.stop {
@@ -73,7 +77,14 @@ impl Scheduler for Recorder {
             return None;
         }
         let schedule = self.inner.new_execution()?;
-        self.current = Some(Schedule::new(schedule.seed));
+        self.current = Some(match spare {
+            Some(mut s) => {
+                s.seed = schedule.seed;
+                s.steps.clear();
+                s
+            }
+            None => Schedule::new(schedule.seed),
+        });
         r.executions += 1;
         Some(schedule)
     }

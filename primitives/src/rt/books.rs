@@ -73,6 +73,15 @@ impl Books {
         }
     }
 
+    /// Goroutine `g`'s name: the one it was given, else `main` or `g<N>`.
+    pub(crate) fn goroutine_name(&self, g: Gid) -> String {
+        match &self.goroutines[g].name {
+            Some(name) => name.clone(),
+            None if g == MAIN => "main".to_string(),
+            None => format!("g{g}"),
+        }
+    }
+
     pub(crate) fn label(&self, obj: ObjId) -> String {
         match self.objects.get(obj as usize) {
             Some(Some(meta)) => meta.label(),
@@ -181,7 +190,7 @@ impl Books {
         order.sort_by_key(|&i| matches!(self.goroutines[i].status, Status::Finished));
         for i in order {
             let g = &self.goroutines[i];
-            let _ = write!(out, "goroutine {i} \"{}\"", g.name);
+            let _ = write!(out, "goroutine {i} \"{}\"", self.goroutine_name(i));
             match &g.status {
                 Status::Blocked(w) => {
                     let _ = writeln!(out, " [{}]:", w.reason);
@@ -241,7 +250,7 @@ impl Books {
                 };
                 GoroutineInfo {
                     id: i,
-                    name: g.name.clone(),
+                    name: self.goroutine_name(i),
                     created_at: Site(g.created_at).to_string(),
                     state,
                     blocked_at,

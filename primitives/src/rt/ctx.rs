@@ -403,7 +403,7 @@ impl Ctx<'_> {
         clock.tick(child);
         let parker = Arc::new(Parker::new(self.exec.kind));
         b.goroutines.push(Goroutine {
-            name: name.unwrap_or_else(|| format!("g{child}")),
+            name,
             created_at: self.at,
             system: false,
             status: Status::Runnable,

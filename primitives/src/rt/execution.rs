@@ -57,7 +57,7 @@ impl Execution {
         let mut clock = VClock::default();
         clock.tick(MAIN);
         let main = Goroutine {
-            name: "main".to_string(),
+            name: None,
             created_at: main_at,
             system: false,
             status: Status::Runnable,

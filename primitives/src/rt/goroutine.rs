@@ -16,8 +16,9 @@ pub(crate) const MAIN: Gid = 0;
 
 /// One row of the goroutine table.
 pub(crate) struct Goroutine {
-    /// The name given at `go_named`, or `"main"`, or `"g<N>"`.
-    pub(crate) name: String,
+    /// The name given at `go_named`; `None` for the default one (see [`Books::goroutine_name`],
+    /// which makes it only when a report needs it).
+    pub(crate) name: Option<String>,
     /// Where the `go` statement that started it stands.
     pub(crate) created_at: &'static Location<'static>,
     /// A runtime goroutine (the timer helper): never counted as blocked or leaked.

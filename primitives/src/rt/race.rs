@@ -18,7 +18,7 @@
 use std::panic::Location;
 
 use super::clock::Epoch;
-use super::{Books, Ctx};
+use super::{Books, Ctx, ObjMeta};
 use crate::mutant::{self, Mutant};
 use crate::report::{AccessInfo, RaceReport};
 
@@ -95,7 +95,7 @@ impl AccessHistory {
         cx: &Ctx<'_>,
         b: &Books,
         write: bool,
-        object: &str,
+        object: &ObjMeta,
     ) -> Option<RaceReport> {
         self.access_as(cx, b, Kind::plain(write), object)
     }
@@ -107,7 +107,7 @@ impl AccessHistory {
         cx: &Ctx<'_>,
         b: &Books,
         kind: Kind,
-        object: &str,
+        object: &ObjMeta,
     ) -> Option<RaceReport> {
         let me = cx.gid;
         let clock = &b.goroutines[me].clock;
@@ -129,7 +129,7 @@ impl AccessHistory {
         };
         if let Some(previous) = conflict {
             return Some(RaceReport {
-                object: object.to_string(),
+                object: object.label(),
                 previous: info(b, previous),
                 current: info(b, now),
             });
@@ -156,7 +156,7 @@ impl AccessHistory {
 fn info(b: &Books, a: Access) -> AccessInfo {
     AccessInfo {
         g: a.epoch.g,
-        goroutine: b.goroutines[a.epoch.g].name.clone(),
+        goroutine: b.goroutine_name(a.epoch.g),
         write: a.kind.write,
         atomic: a.kind.atomic,
         op: a.kind.op,

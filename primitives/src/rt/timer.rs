@@ -267,7 +267,7 @@ impl Ctx<'_> {
         let parker = Arc::new(Parker::new(self.exec.kind));
         let since = b.step;
         b.goroutines.push(Goroutine {
-            name: "timers".to_string(),
+            name: Some("timers".to_string()),
             created_at: self.at,
             system: true,
             status: if eager {

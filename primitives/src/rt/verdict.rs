@@ -192,7 +192,7 @@ pub(super) fn record_panic(cx: &Ctx<'_>, b: &mut Books, payload: Box<dyn Any + S
     if payload.is::<Abort>() {
         return;
     }
-    let name = b.goroutines[cx.gid].name.clone();
+    let name = b.goroutine_name(cx.gid);
     let (verdict, message, at) = match payload.downcast::<GoPanic>() {
         Ok(p) => (Verdict::Panic, p.message, Some(Site(p.at).to_string())),
         Err(payload) => {

@@ -123,7 +123,7 @@ impl<T: Send + 'static> AtomicInner<T> {
         let race = {
             let b = cx.books();
             let mut st = self.state.borrow(cx);
-            st.history.access_as(cx, &b, kind, &self.meta.label())
+            st.history.access_as(cx, &b, kind, &self.meta)
         };
         if let Some(r) = race {
             cx.race(r, op, &self.meta);

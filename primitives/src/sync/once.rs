@@ -236,7 +236,7 @@ impl Once {
         let race = {
             let b = cx.books();
             let mut st = inner.state.borrow(cx);
-            st.history.access_as(cx, &b, kind, &inner.meta.label())
+            st.history.access_as(cx, &b, kind, &inner.meta)
         };
         if let Some(r) = race {
             cx.race(r, op, &inner.meta);

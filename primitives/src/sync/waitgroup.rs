@@ -262,7 +262,7 @@ impl WaitGroup {
             if !when(&st) {
                 return;
             }
-            st.sema.access_as(cx, &b, kind, &inner.meta.label())
+            st.sema.access_as(cx, &b, kind, &inner.meta)
         };
         if let Some(r) = race {
             cx.race(r, op, &inner.meta);
