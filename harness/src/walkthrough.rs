@@ -15,11 +15,12 @@ use crate::swimlane;
 pub const BEGIN: &str = "<!-- trace:begin -->";
 pub const END: &str = "<!-- trace:end -->";
 
-/// The engine a walkthrough's trace comes from: loom where it applies (its search finds the
-/// schedules with the fewest preemptions first, which read best), else PCT, or the first
-/// searching engine the bug does not list as missing it (`not_found_by`).
+/// The engine a walkthrough's trace comes from: loom where it applies and finds the bug (its
+/// search finds the schedules with the fewest preemptions first, which read best), else PCT,
+/// or the first searching engine the bug does not list as missing it (`not_found_by`).
 pub fn engine_for(bug: &Bug) -> Engine {
-    if run::applies(bug, Engine::Loom).is_ok() {
+    let misses = |e: Engine| bug.not_found_by.iter().any(|(n, _)| *n == e);
+    if run::applies(bug, Engine::Loom).is_ok() && !misses(Engine::Loom) {
         return Engine::Loom;
     }
     [
@@ -29,7 +30,7 @@ pub fn engine_for(bug: &Bug) -> Engine {
         Engine::ShuttleDfs,
     ]
     .into_iter()
-    .find(|e| !bug.not_found_by.iter().any(|(n, _)| n == e))
+    .find(|&e| !misses(e))
     .unwrap_or(Engine::ShuttlePct)
 }
 
