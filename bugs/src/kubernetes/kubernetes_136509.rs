@@ -25,7 +25,7 @@ inventory::submit! {
             "kubernetes/client-go tools/cache/shared_informer_test.go (testListenerResyncPeriods) @ 889b95a76, over tools/cache/shared_informer.go @ 889b95a76^",
         ),
         fix: Fix::Upstream("kubernetes/client-go 889b95a76 (Kubernetes-commit e6ef79b2f6bb)"),
-        review: "pending",
+        review: "faithful after mends: Checked against client-go 889b95a76 (Kubernetes e6ef79b2f6bb), its parent, 3590eb7f4 and the merge f651faf89 (tools/cache/shared_informer.go, controller.go, reflector.go, shared_informer_test.go), PR #136509 and issue #136049: right bug and shape (distribute's RLock then its blocked addCh send, shouldResync's Lock, run's RLock queued behind it), exact fix, deadlock verdict, honest failure; mended: the fix's delayed test provokes the schedule rather than forcing it, the writer argued from the Lock callers and blockDeltas, three deviations added (blockDeltas, cacheMutationDetector, s.stopped), citations and dates.",
         file: file!(),
         loom: Loom::DoesNotApply(
             "more goroutines than loom's threads: the test, the informer's Run, \
