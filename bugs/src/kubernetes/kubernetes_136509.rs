@@ -58,7 +58,8 @@ impl TestListener {
     fn new(name: &str) -> TestListener {
         TestListener {
             lock: RwMutex::new().named(&format!("{name}.lock")),
-            received_item_names: Shared::new(Vec::new()).named(&format!("{name}.receivedItemNames")),
+            received_item_names: Shared::new(Vec::new())
+                .named(&format!("{name}.receivedItemNames")),
         }
     }
 
@@ -289,8 +290,9 @@ impl SharedProcessor {
             }
         }
 
-        let listeners: Vec<(ListenerPtr, bool)> =
-            self.listeners.with(|m| m.iter().map(|(l, s)| (l.clone(), *s)).collect());
+        let listeners: Vec<(ListenerPtr, bool)> = self
+            .listeners
+            .with(|m| m.iter().map(|(l, s)| (l.clone(), *s)).collect());
         for (listener, is_syncing) in listeners {
             if !sync {
                 // non-sync messages are delivered to every listener
