@@ -1,43 +1,13 @@
 //! Profiling aid: explores one of the search benchmark's kernels under a shuttle engine, for
 //! `perf record`. `cargo run --release -p primitives --example profile_shuttle -- [small|medium]
 //! [pct|random|urw] [SCHEDULES]`.
-use primitives::explore::{explore, Engine, Kernel, Settings};
-use primitives::sync::{Mutex, WaitGroup};
-use primitives::{go, Chan};
+use primitives::explore::{explore, Engine, Settings};
 use std::process::ExitCode;
-use std::sync::Arc;
 
-fn small() -> Kernel {
-    Arc::new(|| {
-        let (mu, wg) = (Mutex::new(), WaitGroup::new());
-        for _ in 0..2 {
-            wg.add(1);
-            let (mu, wg) = (mu.clone(), wg.clone());
-            go(move || {
-                mu.lock();
-                mu.unlock();
-                wg.done();
-            });
-        }
-        wg.wait();
-    })
-}
-
-fn medium() -> Kernel {
-    Arc::new(|| {
-        let ch = Chan::new(1);
-        for p in 0..2 {
-            let tx = ch.clone();
-            go(move || {
-                tx.send(p);
-                tx.send(p);
-            });
-        }
-        for _ in 0..4 {
-            ch.recv();
-        }
-    })
-}
+#[path = "../benches/common/kernels.rs"]
+#[allow(dead_code)] // `large` is the benchmark's alone
+mod kernels;
+use kernels::{medium, small};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();

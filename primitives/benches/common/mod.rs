@@ -1,0 +1,3 @@
+//! What the benchmarks (and the profiling example) share.
+
+pub mod kernels;
