@@ -146,7 +146,7 @@ impl<K: Ord + Send + 'static, V: Send + 'static> GoMap<K, V> {
 
     fn read<R>(&self, at: &'static Location<'static>, f: impl FnOnce(&BTreeMap<K, V>) -> R) -> R {
         let inner = &*self.inner;
-        let mut cx = inner.exec.enter(at);
+        let mut cx = inner.exec.enter_plain(at);
         self.check(&mut cx, Op::MapRead, false);
         let mut b = cx.books();
         let r = f(&inner.state.borrow(&cx).map);
@@ -160,7 +160,7 @@ impl<K: Ord + Send + 'static, V: Send + 'static> GoMap<K, V> {
         f: impl FnOnce(&mut BTreeMap<K, V>) -> R,
     ) -> R {
         let inner = &*self.inner;
-        let mut cx = inner.exec.enter(at);
+        let mut cx = inner.exec.enter_plain(at);
         self.check(&mut cx, Op::MapWrite, true);
         if !inner.exec.config.race_detector {
             // Go's map marks itself as being written for the length of the write: the write

@@ -131,7 +131,7 @@ impl<T: Send + 'static> Shared<T> {
         f: impl FnOnce(&mut T) -> R,
     ) -> R {
         let inner = &*self.inner;
-        let mut cx = inner.exec.enter(at);
+        let mut cx = inner.exec.enter_plain(at);
         let op = if write { Op::Write } else { Op::Read };
         if inner.exec.config.race_detector {
             let race = {

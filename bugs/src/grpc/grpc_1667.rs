@@ -24,24 +24,24 @@ inventory::submit! {
         review: "faithful: Checked against a62701e4 (#1688) and its parent 1e1a47f0 (`balancer_conn_wrappers.go`, `balancer_v1_wrapper.go`, `balancer.go`, `clientconn.go`, `resolver_conn_wrapper.go`, `passthrough.go`): same insert-vs-walk race on `ccb.subConns`, all cuts admitted, fix hunks mapped one to one.",
         file: file!(),
         // loom finds the race at execution 467 with bound 2, at 23,182 with bound 3 (past its
-        // budget); PCT (depth 5) finds it within 278 schedules at each of seeds 1-10.
+        // budget); PCT (depth 5) finds it within 325 schedules at each of seeds 1-10.
         budget: Budget {
             shuttle: 2_000,
             pct_depth: 5,
             preemption_bound: Some(2),
             ..Budget::DEFAULT
         },
+        // The random walk was listed here too while every plain access was a scheduling point:
+        // it needed 325 to 11,201 schedules over seeds 1-10 (harness run, budget 20,000). With
+        // the race detector on, plain accesses are no scheduling points any more, and it needs
+        // 54 to 1,199: within the budget at every seed. The uniform random walk still misses
+        // the race at three seeds, so it stays.
         not_found_by: &[
             (
-                Engine::ShuttleRandom,
-                "random walk needs more than the 2,000 schedules at six of seeds 1-10 (325 to \
-                 11,201): the race needs three goroutines to build the balancer and its SubConn \
-                 before main, which only closes, takes its second step",
-            ),
-            (
                 Engine::ShuttleUrw,
-                "uniform random walk needs more than the 2,000 schedules at three of seeds 1-10 \
-                 (24 to 10,531), for the same reason",
+                "uniform random walk misses it within 20,000 schedules at three of seeds 1-10 (2 \
+                 to 399 at the others): the race needs three goroutines to build the balancer and \
+                 its SubConn before main, which only closes, takes its second step",
             ),
         ],
         ..Bug::DEFAULT

@@ -35,7 +35,7 @@ inventory::submit! {
         not_found_by: &[(
             Engine::ShuttlePct,
             "PCT drops a goroutine that blocks below the others, and the new After goroutine \
-             outranks the service loop, which has blocked before; seeds 1 to 6 miss it within \
+             outranks the service loop, which has blocked before; seeds 1 to 10 miss it within \
              20,000 schedules. The random walks and the depth-first search find it",
         )],
         ..Bug::DEFAULT

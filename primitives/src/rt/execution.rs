@@ -140,6 +140,28 @@ impl Execution {
         cx
     }
 
+    /// [`Self::enter`] for a plain memory access (a `Shared` or a `GoMap`): with the race
+    /// detector on, no scheduling point of its own under shuttle (loom and std take the lock as
+    /// ever). The detector is exact (see [`super::race`]): an execution in which two conflicting
+    /// plain accesses are unordered by happens-before is reported as a race whatever their order,
+    /// and in one where every conflicting pair is ordered, switching at a plain access only
+    /// reorders accesses that no other goroutine can tell apart. So switching at synchronizing
+    /// operations alone loses no failure (the argument of CHESS's iterative context bounding,
+    /// Musuvathi and Qadeer, PLDI 2007), and PCT's change points and the random walks' choices
+    /// all fall where they can matter. Without the detector a racy access's order is what the
+    /// kernel explores, so each access stays a point.
+    pub(crate) fn enter_plain(&self, at: &'static Location<'static>) -> Ctx<'_> {
+        if !self.config.race_detector {
+            return self.enter(at);
+        }
+        let gid = self.current_gid(at);
+        let mut cx = self.enter_quiet(gid, at);
+        if !cx.count_step() {
+            cx.unwind();
+        }
+        cx
+    }
+
     /// Takes the lock on behalf of `gid` without counting a step.
     pub(crate) fn enter_as(&self, gid: Gid, at: &'static Location<'static>) -> Ctx<'_> {
         Ctx {
