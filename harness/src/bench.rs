@@ -45,11 +45,15 @@ fn quantile(schedules: &[Option<u64>], q: f64) -> Option<u64> {
 }
 
 impl Detection {
-    /// The median schedules to the first failure, over the seeds that found it.
+    /// The median over every seed (a miss counts as endless, as in the other quantiles: an
+    /// engine that misses at most seeds has no median).
     pub fn median_schedules(&self) -> Option<u64> {
-        let mut found: Vec<u64> = self.schedules.iter().flatten().copied().collect();
-        found.sort_unstable();
-        (!found.is_empty()).then(|| found[found.len() / 2])
+        quantile(&self.schedules, 0.5)
+    }
+
+    /// Whether some seed found the bug.
+    pub fn found(&self) -> bool {
+        self.schedules.iter().any(Option::is_some)
     }
 
     /// The 90th percentile over every seed (a miss counts as endless).
@@ -472,7 +476,7 @@ pub fn render(bench: &Bench, estimates: &[Estimate], paired: &[Paired]) -> Strin
     let _ = writeln!(out, "\n### Across the corpus\n");
     let _ = writeln!(
         out,
-        "| engine | bugs found | median of medians | worst median | bugs missed within {WITHIN} at some seed | threads manifest rate |"
+        "| engine | bugs found | median of medians | worst median (of the bugs that have one) | bugs missed within {WITHIN} at some seed | threads manifest rate |"
     );
     let _ = writeln!(out, "|---|---|---|---|---|---|");
     for engine in Engine::ALL {
@@ -502,17 +506,16 @@ pub fn render(bench: &Bench, estimates: &[Estimate], paired: &[Paired]) -> Strin
             );
             continue;
         }
-        let mut meds: Vec<u64> = ds.iter().filter_map(|d| d.median_schedules()).collect();
-        meds.sort_unstable();
+        let meds: Vec<Option<u64>> = ds.iter().map(|d| d.median_schedules()).collect();
+        let found = ds.iter().filter(|d| d.found()).count();
+        let with_median = meds.iter().flatten().count();
         let missed = ds.iter().filter(|d| d.misses_within(WITHIN) > 0).count();
         let _ = writeln!(
             out,
-            "| {engine} | {} of {} | {} | {} | {missed} | · |",
-            meds.len(),
+            "| {engine} | {found} of {} ({with_median} at half the seeds or more) | {} | {} | {missed} | · |",
             ds.len(),
-            meds.get(meds.len() / 2)
-                .map_or("·".to_string(), |m| m.to_string()),
-            meds.last().map_or("·".to_string(), |m| m.to_string()),
+            n(quantile(&meds, 0.5)),
+            meds.iter().flatten().max().map_or("·".to_string(), u64::to_string),
         );
     }
     let mut pmeds: Vec<u64> = portfolios.iter().filter_map(|p| quantile(p, 0.5)).collect();
@@ -683,6 +686,9 @@ mod portfolio_tests {
     fn a_miss_counts_as_endless_in_the_quantiles() {
         let x = d("shuttle-pct", vec![Some(3), Some(1), None, Some(2)]);
         assert_eq!(x.median_schedules(), Some(2));
+        let mostly_missed = d("shuttle-pct", vec![Some(3), None, None, None]);
+        assert_eq!(mostly_missed.median_schedules(), None);
+        assert!(mostly_missed.found());
         assert_eq!(x.p90_schedules(), None);
         assert_eq!(x.max_schedules(), None);
         assert_eq!(x.misses_within(2), 2);
