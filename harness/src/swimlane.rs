@@ -17,6 +17,8 @@ enum End {
     Done,
     /// It panicked.
     Panicked,
+    /// The runtime's timer goroutine, idle with no timer armed (its dump says so).
+    Idle,
     /// Anything else: it was running when the execution ended.
     Running,
 }
@@ -86,10 +88,20 @@ impl<'a> Lanes<'a> {
                     Some(e) if e.blocked => End::Blocked,
                     Some(e) if e.op == "panic" => End::Panicked,
                     Some(e) if e.op == "exit" || e.op == "return" => End::Done,
+                    _ if self.status(g) == Some("timer helper idle") => End::Idle,
                     _ => End::Running,
                 },
             )
             .collect()
+    }
+
+    /// Goroutine `g`'s status in the dump (`goroutine 4 "timers" [timer helper idle]:`).
+    fn status(&self, g: usize) -> Option<&str> {
+        let head = format!("goroutine {g} ");
+        let line = self.failure.dump.lines().find(|l| l.starts_with(&head))?;
+        let open = line.rfind('[')?;
+        let close = open + line[open..].find(']')?;
+        Some(&line[open + 1..close])
     }
 
     fn marked(&self, e: &TraceEntry) -> bool {
@@ -180,6 +192,7 @@ pub fn text(failure: &FirstFailure) -> String {
             End::Blocked => "⏸ blocked for good".to_string(),
             End::Done => "✓ finished".to_string(),
             End::Panicked => "✗ panicked".to_string(),
+            End::Idle => "⏸ idle".to_string(),
             End::Running => "… still running".to_string(),
         })
         .collect();
@@ -418,6 +431,19 @@ mod tests {
             !t.lines().any(|l| l.ends_with(' ')),
             "no trailing spaces: {t}"
         );
+    }
+
+    #[test]
+    fn the_idle_timer_goroutine_ends_idle_not_running() {
+        let mut f = failure();
+        f.goroutines.push("timers".into());
+        f.trace.insert(2, entry(3, 2, "timer", false));
+        f.trace[3].step = 4;
+        f.dump = "goroutine 0 \"main\" [sync.Mutex.Lock]:\ngoroutine 2 \"timers\" [timer helper idle]:\n\tprimitives/src/rt/timer.rs:324:14\n".into();
+        let t = text(&f);
+        let last = t.lines().last().unwrap();
+        assert!(last.contains("⏸ idle"), "{t}");
+        assert!(!last.contains("still running"), "{t}");
     }
 
     #[test]
