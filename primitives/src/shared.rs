@@ -1,9 +1,9 @@
 //! `Shared<T>`: a plain Go variable, shared between goroutines without synchronisation of its
 //! own, every access of which is checked by the race detector.
 //!
-//! Each `get`, `set`, `read` or `write` is one step: a scheduling point, so interleavings
-//! between accesses are explored. `x++` in Go is a read and then a write; port it as
-//! `x.set(x.get() + 1)` (two steps, where a lost update can happen), not as one `write`.
+//! Each `get`, `set`, `read` or `write` is one step, and a scheduling point unless the race
+//! detector watches it under shuttle (`Execution::enter_plain` says why). Go's `x++` is a read,
+//! then a write: port it as `x.set(x.get() + 1)` (two steps), not as one `write`.
 
 use std::fmt;
 use std::panic::Location;
