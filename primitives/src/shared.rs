@@ -2,8 +2,8 @@
 //! own, every access of which is checked by the race detector.
 //!
 //! Each `get`, `set`, `read` or `write` is one step, and a scheduling point unless the race
-//! detector watches it under shuttle (`Execution::enter_plain` says why). Go's `x++` is a read,
-//! then a write: port it as `x.set(x.get() + 1)` (two steps), not as one `write`.
+//! detector watches it under loom or shuttle (`Execution::enter_plain` says why). Go's `x++` is
+//! a read, then a write: port it as `x.set(x.get() + 1)` (two steps), not as one `write`.
 
 use std::fmt;
 use std::panic::Location;

@@ -56,12 +56,12 @@ impl<'a> RawGuard<'a> {
 pub(crate) enum RawGuard<'a> {
     Std(parking_lot::MutexGuard<'a, ()>),
     Loom(loom::sync::MutexGuard<'a, ()>),
-    /// shuttle always, and loom after a park: the goroutine holds no engine lock, yet runs
-    /// alone in the runtime. Both engines switch threads only inside their own operations, and inside
-    /// the runtime (between taking the lock and releasing it) only operations that do not
-    /// switch are called: waking and spawning are deferred until after the release. So no
-    /// goroutine is ever switched out while it holds the runtime, and one that resumes from a
-    /// park is alone in it. Re-locking after every wakeup would add a scheduling point that
+    /// shuttle always, and loom after a park or at a plain access: the goroutine holds no engine
+    /// lock, yet runs alone in the runtime. Both engines switch threads only inside their own
+    /// operations, and inside the runtime (between taking the lock and releasing it) only
+    /// operations that do not switch are called: waking and spawning are deferred until after
+    /// the release. So no goroutine is ever switched out while it holds the runtime, and one
+    /// that resumes from a park (or runs between two Go operations) is alone in it. Re-locking after every wakeup would add a scheduling point that
     /// changes nothing, since the waker has already completed the woken goroutine's operation.
     Resumed,
 }
@@ -110,6 +110,18 @@ impl RawMutex {
     pub(crate) fn lock_quiet(&self) -> RawGuard<'_> {
         match self {
             RawMutex::Shuttle => RawGuard::Resumed,
+            other => other.lock(),
+        }
+    }
+
+    /// Takes the lock for a plain memory access that the race detector watches: no scheduling
+    /// point under loom or shuttle (see `Execution::enter_plain` for why none is needed). Under
+    /// loom no lock is taken at all: loom switches threads only inside its own operations, and
+    /// the runtime calls none while it works on its books (see [`RawGuard::Resumed`]), so no
+    /// other goroutine is inside the runtime while this one runs outside it.
+    pub(crate) fn lock_plain(&self) -> RawGuard<'_> {
+        match self {
+            RawMutex::Shuttle | RawMutex::Loom(_) => RawGuard::Resumed,
             other => other.lock(),
         }
     }

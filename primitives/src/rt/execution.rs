@@ -15,7 +15,7 @@ use super::{
     goexit_is_normal_end, settle_unwind, Books, Ctx, ExecConfig, Gid, Goroutine, ObjMeta, Site,
     Status, MAIN,
 };
-use crate::engine::{self, Current, EngineKind, Parker, RawMutex};
+use crate::engine::{self, Current, EngineKind, Parker, RawGuard, RawMutex};
 use crate::report::ExecutionReport;
 
 /// An action the runtime takes only after releasing the lock. Under shuttle, waking a thread
@@ -141,21 +141,22 @@ impl Execution {
     }
 
     /// [`Self::enter`] for a plain memory access (a `Shared` or a `GoMap`): with the race
-    /// detector on, no scheduling point of its own under shuttle (loom and std take the lock as
+    /// detector on, no scheduling point of its own under loom or shuttle (std takes the lock as
     /// ever). The detector is exact (see [`super::race`]): an execution in which two conflicting
     /// plain accesses are unordered by happens-before is reported as a race whatever their order,
     /// and in one where every conflicting pair is ordered, switching at a plain access only
     /// reorders accesses that no other goroutine can tell apart. So switching at synchronizing
     /// operations alone loses no failure (the argument of CHESS's iterative context bounding,
-    /// Musuvathi and Qadeer, PLDI 2007), and PCT's change points and the random walks' choices
-    /// all fall where they can matter. Without the detector a racy access's order is what the
-    /// kernel explores, so each access stays a point.
+    /// Musuvathi and Qadeer, PLDI 2007): loom's search and shuttle-dfs's rounds are smaller, and
+    /// PCT's change points and the random walks' choices all fall where they can matter. Without
+    /// the detector a racy access's order is what the kernel explores, so each access stays a
+    /// point.
     pub(crate) fn enter_plain(&self, at: &'static Location<'static>) -> Ctx<'_> {
         if !self.config.race_detector {
             return self.enter(at);
         }
         let gid = self.current_gid(at);
-        let mut cx = self.enter_quiet(gid, at);
+        let mut cx = self.ctx(self.lock.lock_plain(), gid, at);
         if !cx.count_step() {
             cx.unwind();
         }
@@ -164,21 +165,19 @@ impl Execution {
 
     /// Takes the lock on behalf of `gid` without counting a step.
     pub(crate) fn enter_as(&self, gid: Gid, at: &'static Location<'static>) -> Ctx<'_> {
-        Ctx {
-            exec: self,
-            guard: Some(self.lock.lock()),
-            gid,
-            at,
-            preempt: None,
-        }
+        self.ctx(self.lock.lock(), gid, at)
     }
 
     /// [`Self::enter_as`] for books whose order no other goroutine can observe (a goroutine's
     /// end, main's return): no scheduling point (see [`engine::RawMutex::lock_quiet`]).
     fn enter_quiet(&self, gid: Gid, at: &'static Location<'static>) -> Ctx<'_> {
+        self.ctx(self.lock.lock_quiet(), gid, at)
+    }
+
+    fn ctx<'a>(&'a self, guard: RawGuard<'a>, gid: Gid, at: &'static Location<'static>) -> Ctx<'a> {
         Ctx {
             exec: self,
-            guard: Some(self.lock.lock_quiet()),
+            guard: Some(guard),
             gid,
             at,
             preempt: None,

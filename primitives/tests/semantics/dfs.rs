@@ -98,9 +98,9 @@ fn plain_in_critical_sections(accesses: usize) -> impl Fn() + Send + Sync + 'sta
     }
 }
 
-/// Exhaustive schedules of `plain_in_critical_sections(accesses)`.
-fn exhaustive_schedules(accesses: usize, race_detector: bool) -> u64 {
-    let mut s = Settings::new(Engine::ShuttleDfs);
+/// Exhaustive schedules of `plain_in_critical_sections(accesses)` on an exhaustive engine.
+fn exhaustive_schedules(engine: Engine, accesses: usize, race_detector: bool) -> u64 {
+    let mut s = Settings::new(engine);
     s.budget = 100_000;
     s.stop_at_first_failure = false;
     s.race_detector = race_detector;
@@ -113,9 +113,18 @@ fn exhaustive_schedules(accesses: usize, race_detector: bool) -> u64 {
 
 #[test]
 fn plain_accesses_are_no_scheduling_points_while_the_race_detector_watches_them() {
-    // With the detector on, a switch at a plain access could only reorder accesses it would
-    // report if they conflicted: the search is the same however many there are.
-    assert_eq!(exhaustive_schedules(1, true), exhaustive_schedules(6, true));
-    // Without it, the order of plain accesses is what the search must explore.
-    assert!(exhaustive_schedules(6, false) > exhaustive_schedules(1, false));
+    for engine in [Engine::ShuttleDfs, Engine::Loom] {
+        // With the detector on, a switch at a plain access could only reorder accesses it
+        // would report if they conflicted: the search is the same however many there are.
+        assert_eq!(
+            exhaustive_schedules(engine, 1, true),
+            exhaustive_schedules(engine, 6, true),
+            "{engine:?}"
+        );
+        // Without it, the order of plain accesses is what the search must explore.
+        assert!(
+            exhaustive_schedules(engine, 6, false) > exhaustive_schedules(engine, 1, false),
+            "{engine:?}"
+        );
+    }
 }
