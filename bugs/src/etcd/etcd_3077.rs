@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use primitives::{defer, go_named, select, time, Chan, Shared};
 
-use crate::{Budget, Bug, Fix, Source, Variant};
+use crate::{Bug, Fix, Source, Variant};
 
 inventory::submit! {
     Bug {
@@ -18,11 +18,11 @@ inventory::submit! {
         walkthrough: include_str!("etcd_3077.md"),
         goker: Some("gobench/goker/nonblocking/etcd/3077"),
         asplos: None,
-        // Enough for loom to finish its search of the fixed variant at preemption bound 3.
-        budget: Budget { loom: 30_000, ..Budget::DEFAULT },
         source: Source::Goker,
         fix: Fix::Upstream("7f95780b"),
-        review: "faithful: Checked against GoKer etcd/3077 (and its race report), the fix 7f95780b and etcdserver/{server,raft}.go at 00c32ef0: the unordered creation of r.stopped/r.done in the raft goroutine and its read in the server's deferred shutdown, fixed by creating them before `go s.r.run()`, as upstream.",
+        review: "faithful: Checked against GoKer etcd/3077 (and its race report), the fix 7f95780b and etcdserver/{server,raft}.go at 00c32ef0: \
+                 the unordered creation of r.stopped/r.done in the raft goroutine and its read in the server's deferred shutdown, \
+                 fixed by creating them before `go s.r.run()`, as upstream.",
         file: file!(),
         ..Bug::DEFAULT
     }

@@ -7,7 +7,7 @@ use primitives::context::{self, CancelFunc, Context};
 use primitives::sync::Mutex;
 use primitives::{defer, go_named, select, Chan, Shared};
 
-use crate::{Budget, Bug, Fix, Source, Variant};
+use crate::{Bug, Fix, Source, Variant};
 
 inventory::submit! {
     Bug {
@@ -21,9 +21,9 @@ inventory::submit! {
         goker: Some("gobench/goker/nonblocking/grpc/1748"),
         source: Source::Test("grpc/grpc-go clientconn_test.go @ f4b52376"),
         fix: Fix::Upstream("6610f9a3"),
-        review: "faithful: Checked against the fix 6610f9a3, clientconn.go/clientconn_test.go at f4b52376, GoKer nonblocking/grpc/1748 and GoReal's race report of the real test: same unordered restore vs reconnect read, fix at the one hunk; faithful.",
+        review: "faithful: Checked against the fix 6610f9a3, clientconn.go/clientconn_test.go at f4b52376, GoKer nonblocking/grpc/1748 and \
+                 GoReal's race report of the real test: same unordered restore vs reconnect read, fix at the one hunk; faithful.",
         file: file!(),
-        budget: Budget { loom: 25_000, ..Budget::DEFAULT },
         ..Bug::DEFAULT
     }
 }

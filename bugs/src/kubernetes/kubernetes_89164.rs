@@ -6,7 +6,7 @@ use std::sync::Arc;
 use primitives::sync::{RwMutex, WaitGroup};
 use primitives::{defer, go_named, Chan, Shared};
 
-use crate::{Budget, Bug, Fix, Source, Variant};
+use crate::{Bug, Fix, Source, Variant};
 
 inventory::submit! {
     Bug {
@@ -16,14 +16,14 @@ inventory::submit! {
         category: "Data race",
         expected: primitives::Verdict::Race,
         kernel: test_kubernetes89164,
-        // loom's search of the fixed variant ends at 21642 executions (bound 3).
-        budget: Budget { loom: 25_000, ..Budget::DEFAULT },
         walkthrough: include_str!("kubernetes_89164.md"),
         goker: Some("gobench/goker/nonblocking/kubernetes/89164"),
         asplos: None,
         source: Source::Goker,
         fix: Fix::Upstream("#89164"),
-        review: "faithful after mends: Checked against GoKer `nonblocking/kubernetes/89164`, GoReal's revert patch and race reports (fix tree 2fa96eca) and the index's copy of the test: right race, upstream's one-line fix, honest detection; only the trace needs re-blessing.",
+        review: "faithful after mends: Checked against GoKer `nonblocking/kubernetes/89164`, GoReal's revert patch and race reports \
+                 (fix tree 2fa96eca) and the index's copy of the test: right race, upstream's one-line fix, \
+                 honest detection; only the trace needs re-blessing.",
         file: file!(),
         ..Bug::DEFAULT
     }

@@ -23,7 +23,7 @@ inventory::submit! {
         fix: Fix::Upstream("8c32659979"),
         review: "faithful after mends: Checked against 8c32659979 (PR #30696, merged a157dc53a8) and commit/delete/daemon.go, state.go, layer_store/mounted_layer.go, devmapper driver/deviceset.go, fsdiff.go at its parent, plus #29654 and #32290: right bug, interleaving and fix at every touched line; the devicemapper model is small, admitted and honest, and the assert is rm's real result against the invariant `Remove` states (driver.go:159); all mends are made (the goroutine renamed `deleteContainers`, the thread's wording quoted, three Deviations added with the deferred-deletion default corrected, the course's category noted); the trace block awaits re-blessing.",
         file: file!(),
-        // With bound 3 loom's search of the fixed variant does not end within 20,000 executions.
+        // Bound 2 keeps loom's searches small (the walkthrough gives the figures for bound 3).
         budget: Budget { preemption_bound: Some(2), ..Budget::DEFAULT },
         ..Bug::DEFAULT
     }
