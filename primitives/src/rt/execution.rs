@@ -174,6 +174,7 @@ impl Execution {
         self.ctx(self.lock.lock_quiet(), gid, at)
     }
 
+    /// A context for `gid` at `at` holding `guard`, the lock as one of the `enter` methods took it.
     fn ctx<'a>(&'a self, guard: RawGuard<'a>, gid: Gid, at: &'static Location<'static>) -> Ctx<'a> {
         Ctx {
             exec: self,
