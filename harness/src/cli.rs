@@ -89,7 +89,7 @@ struct MutantsArgs {
 struct RunArgs {
     /// Bug ids (default: every bug).
     bugs: Vec<String>,
-    /// Engines: loom, shuttle-pct, shuttle-random, shuttle-urw, std (default: all).
+    /// Engines: loom, shuttle-pct, shuttle-random, shuttle-urw, shuttle-dfs, std (default: all).
     #[arg(long = "engine", value_name = "ENGINE", num_args = 1..)]
     engines: Vec<String>,
     /// Executions per engine and variant, instead of each bug's own budget.
@@ -118,7 +118,7 @@ struct ReplayArgs {
     /// buggy or fixed.
     #[arg(long, default_value = "buggy")]
     variant: String,
-    /// loom, shuttle-pct, shuttle-random or shuttle-urw.
+    /// loom, shuttle-pct, shuttle-random, shuttle-urw or shuttle-dfs.
     #[arg(long)]
     engine: String,
     /// The schedule string from results.json (`replay`) or a walkthrough.
@@ -450,9 +450,14 @@ fn replay(args: ReplayArgs) -> Result<ExitCode, Failure> {
     let variant = parse_variant(&args.variant)?;
     let engine = parse_engine(&args.engine)?;
     if !engine.replayable() {
+        let replayable: Vec<&str> = Engine::ALL
+            .into_iter()
+            .filter(|e| e.replayable())
+            .map(Engine::as_str)
+            .collect();
         return Err(usage(format!(
-            "the {engine} engine runs real threads and has no schedules to replay; \
-             use loom, shuttle-pct, shuttle-random or shuttle-urw"
+            "the {engine} engine runs real threads and has no schedules to replay; use one of {}",
+            replayable.join(", ")
         )));
     }
     if let Err(why) = bugs::run::applies(bug, engine) {

@@ -72,9 +72,18 @@ fn bad_input_gets_one_line_and_exit_2() {
         ],
         "malformed schedule",
     );
+    let replayable: Vec<&str> = primitives::explore::Engine::ALL
+        .into_iter()
+        .filter(|e| e.replayable())
+        .map(|e| e.as_str())
+        .collect();
+    assert!(replayable.contains(&"shuttle-dfs"));
     refused(
         &["replay", "etcd_6857", "--engine", "std", "--schedule", "1"],
-        "real threads",
+        &format!(
+            "real threads and has no schedules to replay; use one of {}",
+            replayable.join(", ")
+        ),
     );
     refused(
         &[
