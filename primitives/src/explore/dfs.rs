@@ -14,6 +14,17 @@
 //! the next choice there. That needs the kernel to be deterministic but for the schedule, as
 //! every kernel of the corpus is; a replayed prefix that no longer fits is reported, not
 //! guessed around.
+//!
+//! There is no partial-order reduction (sleep sets, DPOR), on purpose. A reduction explores one
+//! order of two turns that touch different objects, which is sound only if nothing else tells
+//! the orders apart; but the runtime's fairness does: a goroutine gives way when another has
+//! waited a number of steps for its turn, counted over all goroutines, so running a turn
+//! earlier changes where later hand-overs fall. Tried with sleep sets over each turn's objects:
+//! on grpc_1662 the reduced search ran "every schedule with at most 2 preemptions" in 1,783
+//! schedules without the race that the plain search finds at 745 within that bound. Fairness
+//! that counts each goroutine's own steps removes that obstacle (the reduction then saved about
+//! 40% of the schedules, with the same verdicts), but grpc_1662's race then needs a third
+//! preemption, found after 8,245 schedules even with the reduction.
 
 use std::cell::Cell;
 use std::fmt::Write as _;
