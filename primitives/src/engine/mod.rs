@@ -61,9 +61,9 @@ pub(crate) enum RawGuard<'a> {
     /// operations, and inside the runtime (between taking the lock and releasing it) only
     /// operations that do not switch are called: waking and spawning are deferred until after
     /// the release. So no goroutine is ever switched out while it holds the runtime, and one
-    /// that resumes from a park (or runs between two Go operations) is alone in it. Re-locking
-    /// after every wakeup would add a scheduling point that changes nothing, since the waker
-    /// has already completed the woken goroutine's operation.
+    /// that resumes from a park (or runs between two Go operations) is alone in it. Under loom
+    /// a woken goroutine's first steps (its resumption, a woken `Lock`'s retry) thus take no
+    /// lock loom sees, and loom's search misses some of their orders (README, the known gap).
     Resumed,
 }
 
