@@ -18,9 +18,9 @@ inventory::submit! {
         kernel: test_stm_serialize,
         walkthrough: include_str!("etcd_4997.md"),
         asplos: Some("non-blocking-bugs/etcd/4d2d2cabb9b0dcaa16ffd17e6d53a745740f3468.txt"),
-        // The race needs the STM's read early in a long run: at bound 1 loom reaches it (and
-        // finishes its search of the fixed variant); at bound 3 its first 20,000 schedules
-        // all vary the end of the run.
+        // At bound 1 loom reaches the race (and finishes its search of the fixed variant);
+        // at bound 3 it does not reach it within the budget (20,000 schedules), nor finish
+        // the fixed variant.
         budget: Budget { preemption_bound: Some(1), ..Budget::DEFAULT },
         source: Source::Diff("4d2d2cab"),
         fix: Fix::Upstream("4d2d2cab"),

@@ -23,7 +23,7 @@ inventory::submit! {
         review: "faithful after mends: Checked against 40e7a759 (PR #1318, issue #1316's race report) and transport/{http2_client,transport}.go, stream.go at 2887f947: operateHeaders writes s.bytesReceived unlocked while clientStream.finish reads it under s.mu; both hunks mapped; one sentence about the ASPLOS data set needs a source.",
         file: file!(),
         // loom's search with bound 3 uses up its budget before it reaches the race (it finds it
-        // at execution 2,397 with bound 2).
+        // at execution 4,962 with bound 2).
         budget: Budget { preemption_bound: Some(2), ..Budget::DEFAULT },
         ..Bug::DEFAULT
     }

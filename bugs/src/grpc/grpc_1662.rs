@@ -23,8 +23,8 @@ inventory::submit! {
         fix: Fix::Upstream("87bcb38f"),
         review: "faithful after mends: Checked against 87bcb38f (#1666), its parent 5f2e2f99 (`clientconn.go`, `balancer_conn_wrappers.go`, `resolver_conn_wrapper.go`, `pickfirst.go`, `resolver/manual`) and issue #1662 / etcd#8855: right write, right reader, real (narrow) HB window, exact fix; mend the `start` mis-citation (a later-version split, undeclared).",
         file: file!(),
-        // loom finds the race at execution 884 with bound 2; with the default bound 3 only at
-        // 11,479.
+        // loom finds the race at execution 1,461 with bound 2; with the default bound 3 only
+        // at 19,981.
         budget: Budget { preemption_bound: Some(2), ..Budget::DEFAULT },
         not_found_by: &[
             (

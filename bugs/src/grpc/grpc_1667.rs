@@ -23,7 +23,7 @@ inventory::submit! {
         fix: Fix::Upstream("a62701e4"),
         review: "faithful: Checked against a62701e4 (#1688) and its parent 1e1a47f0 (`balancer_conn_wrappers.go`, `balancer_v1_wrapper.go`, `balancer.go`, `clientconn.go`, `resolver_conn_wrapper.go`, `passthrough.go`): same insert-vs-walk race on `ccb.subConns`, all cuts admitted, fix hunks mapped one to one.",
         file: file!(),
-        // loom finds the race at execution 293 with bound 2, only at 10,974 with bound 3;
+        // loom finds the race at execution 906 with bound 2, not within 20,000 with bound 3;
         // PCT (depth 5) finds it within 325 schedules at each of seeds 1-10.
         budget: Budget {
             shuttle: 2_000,

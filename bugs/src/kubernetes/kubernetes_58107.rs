@@ -23,8 +23,8 @@ inventory::submit! {
         fix: Fix::Upstream("010a1273"),
         review: "faithful: Checked against the 010a1273 diff and message (ASPLOS), GoKer blocking/kubernetes/58107 and client-go queue.go at 268171e6: the commit message's cycle with a real workqueue and the kernel's own test (admitted), upstream's moved RLock as two switches, deadlock verdict right; reports/ one regeneration behind.",
         file: file!(),
-        // With bound 3 (or 2) loom's search neither finds the bug nor finishes the fixed
-        // variant within the budget; with bound 1 it does both.
+        // Bound 3 neither finds the bug nor finishes the fixed variant within the budget;
+        // bound 2 finds it late (execution 10,655); bound 1 does both.
         budget: Budget { preemption_bound: Some(1), ..Budget::DEFAULT },
         ..Bug::DEFAULT
     }

@@ -21,7 +21,7 @@ inventory::submit! {
         fix: Fix::Upstream("37a3be24"),
         review: "faithful after mends: Checked against Docker v1.11.2 (b9f10c95: client_linux.go AddProcess, container_linux.go handleEvent, queue_linux.go, daemon/monitor.go StateChanged/AttachStreams), the #27011 stack dump and fix 37a3be24 (#27467, merge 8ed31089): same Add-after-released-Wait panic through AddProcess's unlocked attach window, upstream's client_linux.go hunk switched; one loom sentence misattributes the pre-emptions to the waiter.",
         file: file!(),
-        // Bound 2 reaches the panic (schedule 4,375) and explores the fixed variant
+        // Bound 2 reaches the panic (schedule 13,703) and explores the fixed variant
         // exhaustively; bound 3 does not finish within the budget.
         budget: Budget { preemption_bound: Some(2), race_detector: false, ..Budget::DEFAULT },
         not_found_by: &[(

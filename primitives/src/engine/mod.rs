@@ -56,14 +56,17 @@ impl<'a> RawGuard<'a> {
 pub(crate) enum RawGuard<'a> {
     Std(parking_lot::MutexGuard<'a, ()>),
     Loom(loom::sync::MutexGuard<'a, ()>),
-    /// shuttle always, and loom after a park or at a plain access: the goroutine holds no engine
-    /// lock, yet runs alone in the runtime. Both engines switch threads only inside their own
-    /// operations, and inside the runtime (between taking the lock and releasing it) only
-    /// operations that do not switch are called: waking and spawning are deferred until after
-    /// the release. So no goroutine is ever switched out while it holds the runtime, and one
-    /// that resumes from a park (or runs between two Go operations) is alone in it. Under loom
-    /// a woken goroutine's first steps (its resumption, a woken `Lock`'s retry) thus take no
-    /// lock loom sees, and loom's search misses some of their orders (README, the known gap).
+    /// shuttle always, and loom at a plain access after a Go operation: the goroutine holds no
+    /// engine lock, yet runs alone in the runtime. Both engines switch threads only inside
+    /// their own operations, and inside the runtime (between taking the lock and releasing it)
+    /// only operations that do not switch are called: waking and spawning are deferred until
+    /// after the release. So no goroutine is ever switched out while it holds the runtime, and
+    /// one that resumes from a park (or runs between two Go operations) is alone in it. Under
+    /// shuttle a woken goroutine needs no lock: it resumes only where the scheduler picks it,
+    /// a choice open to every runnable task. Under loom it takes the lock as it wakes (see
+    /// [`Parker::wait`]): loom's search may run a step that holds no lock of ours in one order
+    /// only against the others' steps, and what a woken goroutine does with the books is not
+    /// always settled by its waker (a woken `Lock` tries again and may find the mutex taken).
     Resumed,
 }
 
@@ -81,7 +84,11 @@ impl RawMutex {
     pub(crate) fn lock(&self) -> RawGuard<'_> {
         match self {
             RawMutex::Std(m) => RawGuard::Std(m.lock()),
-            RawMutex::Loom(m) => RawGuard::Loom(m.lock().unwrap_or_else(PoisonError::into_inner)),
+            RawMutex::Loom(m) => {
+                let guard = m.lock().unwrap_or_else(PoisonError::into_inner);
+                with_current(|c| c.map(|c| c.loom_unsynced.set(false)));
+                RawGuard::Loom(guard)
+            }
             RawMutex::Shuttle => {
                 if !shuttle_chose_since_last_op() {
                     crate::explore::dfs::op_start();
@@ -116,12 +123,18 @@ impl RawMutex {
     }
 
     /// Takes the lock for a plain memory access that the race detector watches: no scheduling
-    /// point under loom or shuttle (see `Execution::enter_plain` for why none is needed). Under
-    /// loom no lock is taken at all: loom switches threads only inside its own operations, and
-    /// the runtime calls none while it works on its books (see [`RawGuard::Resumed`]), so no
-    /// other goroutine is inside the runtime while this one runs outside it.
+    /// point under shuttle, nor under loom once the goroutine has taken the lock since loom last
+    /// switched to it (see `Execution::enter_plain` for why none is needed). Under loom no lock
+    /// is taken then: loom switches threads only inside its own operations, and the runtime
+    /// calls none while it works on its books (see [`RawGuard::Resumed`]), so this goroutine is
+    /// alone in the runtime, and the access is part of loom's step that began with that lock.
+    /// After a start or a yield it takes the lock: its step changes the books, and loom may run
+    /// a step that takes no lock of ours in one order only against the others'.
     pub(crate) fn lock_plain(&self) -> RawGuard<'_> {
         match self {
+            RawMutex::Loom(_) if with_current(|c| c.is_some_and(|c| c.loom_unsynced.get())) => {
+                self.lock()
+            }
             RawMutex::Shuttle | RawMutex::Loom(_) => RawGuard::Resumed,
             other => other.lock(),
         }
@@ -166,7 +179,8 @@ fn shuttle_forced_switch() {
 /// On `std` it is a condition variable of the execution's lock. Under loom and shuttle it is
 /// the engine thread's park token: `unpark` is not a scheduling point there and `park` is the
 /// one the goroutine needs anyway, where a condition variable would add three (wait, re-lock,
-/// notify), and every scheduling point multiplies the interleavings to explore. The lock is
+/// notify), and every scheduling point multiplies the interleavings to explore (under loom
+/// the woken goroutine takes the lock again, see [`RawGuard::Resumed`]). The lock is
 /// released just before parking; no scheduling point lies in between, and an `unpark` that
 /// comes first is kept by the token, so no wakeup is lost.
 pub(crate) enum Parker {
@@ -244,7 +258,10 @@ impl Parker {
                 drop(g);
                 after_release(deferred);
                 loom::thread::park();
-                RawGuard::Resumed
+                // The lock again, and with it a scheduling point: what the woken goroutine does
+                // next with the books (a woken `Lock` tries again, and a newcomer may have
+                // taken the mutex first) must be a step loom orders against the others'.
+                lock.lock()
             }
             (Parker::Shuttle(p), g @ RawGuard::Resumed) => {
                 drop(g);
@@ -346,6 +363,9 @@ pub(crate) struct Current {
     /// A panic raised by a deferred call during that unwinding: it replaces the one in flight
     /// (as in Go) when the unwinding is caught.
     pub(crate) replaced: RefCell<Option<Box<dyn std::any::Any + Send>>>,
+    /// loom: loom has switched to this goroutine (its start, a yield) and it has not taken
+    /// the lock since; its next plain access takes it (see [`RawMutex::lock_plain`]).
+    pub(crate) loom_unsynced: Cell<bool>,
 }
 
 impl Current {
@@ -355,6 +375,7 @@ impl Current {
             gid,
             go_unwinding: Cell::new(false),
             replaced: RefCell::new(None),
+            loom_unsynced: Cell::new(true),
         }
     }
 }
@@ -496,7 +517,10 @@ pub(crate) fn take_fair_turn() -> Option<usize> {
 fn yield_now_inner(kind: EngineKind) {
     match kind {
         EngineKind::Std => std::thread::yield_now(),
-        EngineKind::Loom => loom::thread::yield_now(),
+        EngineKind::Loom => {
+            loom::thread::yield_now();
+            with_current(|c| c.map(|c| c.loom_unsynced.set(true)));
+        }
         EngineKind::Shuttle => {
             shuttle::thread::yield_now();
             if crate::explore::dfs::active() {

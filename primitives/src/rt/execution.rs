@@ -140,17 +140,17 @@ impl Execution {
         cx
     }
 
-    /// [`Self::enter`] for a plain memory access (a `Shared` or a `GoMap`): with the race
-    /// detector on, no scheduling point of its own under loom or shuttle (std takes the lock as
-    /// ever). The detector is exact (see [`super::race`]): an execution in which two conflicting
-    /// plain accesses are unordered by happens-before is reported as a race whatever their order,
-    /// and in one where every conflicting pair is ordered, switching at a plain access only
-    /// reorders accesses that no other goroutine can tell apart. So switching at synchronizing
-    /// operations alone loses no failure (the argument of CHESS's iterative context bounding,
-    /// Musuvathi and Qadeer, PLDI 2007): loom's search and shuttle-dfs's rounds are smaller, and
-    /// PCT's change points and the random walks' choices all fall where they can matter. Without
-    /// the detector a racy access's order is what the kernel explores, so each access stays a
-    /// point.
+    /// [`Self::enter`] for a plain memory access (a `Shared` or a `GoMap`): with the race detector
+    /// on, no scheduling point of its own under shuttle, nor under loom after a Go operation (see
+    /// [`engine::RawMutex::lock_plain`]; std takes the lock as ever). The detector is exact (see
+    /// [`super::race`]): an execution in which two conflicting plain accesses are unordered by
+    /// happens-before is reported as a race whatever their order, and in one where every
+    /// conflicting pair is ordered, switching at a plain access only reorders accesses that no
+    /// other goroutine can tell apart. So switching at synchronizing operations alone loses no
+    /// failure (the argument of CHESS's iterative context bounding, Musuvathi and Qadeer, PLDI
+    /// 2007): loom's search and shuttle-dfs's rounds are smaller, and PCT's change points and the
+    /// random walks' choices all fall where they can matter. Without the detector a racy access's
+    /// order is what the kernel explores, so each access stays a point.
     pub(crate) fn enter_plain(&self, at: &'static Location<'static>) -> Ctx<'_> {
         if !self.config.race_detector {
             return self.enter(at);
