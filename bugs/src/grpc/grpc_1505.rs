@@ -506,7 +506,10 @@ impl AcBalancerWrapper {
                 }
             };
             self.ac.set(ac.clone());
+            // Under ac.mu, as 87bcb38f (grpc_1662's fix, two months later) has it.
+            ac.mu.lock();
             ac.acbw.set(Some(self.clone()));
+            ac.mu.unlock();
             if ac_state != State::Idle {
                 let _ = ac.connect();
             }
