@@ -97,7 +97,8 @@ pub fn sleep(d: Duration) {
         let w = cx.waiter(&mut b, 0);
         cx.arm_timer(&mut b, d, TimerKind::Sleep(w));
     }
-    cx.park(WaitReason::Sleep, None, Op::Sleep);
+    let nanos = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+    cx.park_with(WaitReason::Sleep, None, Op::Sleep, nanos);
     let mut b = cx.books();
     cx.event(&mut b, Op::Sleep, None, 0);
 }

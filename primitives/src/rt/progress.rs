@@ -10,12 +10,13 @@
 //!   `default`, a `TryLock` that fails, reads of variables and atomics, `rand`, arming and
 //!   stopping timers, sleeping; or
 //! - **only the clock moves**: [`ExecConfig::stale_ticks`] timer firings in a row find the
-//!   goroutines exactly where they were at an earlier firing (same states, same lines), no
-//!   one-shot timer (a sleep, a deadline) has stayed pending through all of them, and there is no
-//!   lasting change in between (no goroutine started or ended, no channel closed, no context
-//!   cancelled, no variable, map or atomic written, no WaitGroup counted, no `Once` run). Ticks
-//!   passed along channels are sent and received, but they change nothing: a raft node that
-//!   ticks forever without electing itself is such a livelock.
+//!   goroutines exactly where they were at an earlier firing (same states, same lines, and for
+//!   a sleeper the same length of sleep: a back-off that sleeps longer each round is getting
+//!   somewhere), no one-shot timer (a sleep, a deadline) has stayed pending through all of
+//!   them, and there is no lasting change in between (no goroutine started or ended, no channel
+//!   closed, no context cancelled, no variable, map or atomic written, no WaitGroup counted, no
+//!   `Once` run). Ticks passed along channels are sent and received, but they change nothing: a
+//!   raft node that ticks forever without electing itself is such a livelock.
 //!
 //! After main returns, goroutines that still run [`ExecConfig::livelock_window`] steps later
 //! are a leak, progress or not: that is what a leak checker sees when the test has returned.
@@ -196,6 +197,7 @@ fn whereabouts(goroutines: &[Goroutine]) -> u64 {
                 1u8.hash(&mut h);
                 (w.at.file(), w.at.line(), w.at.column()).hash(&mut h);
                 std::mem::discriminant(&w.reason).hash(&mut h);
+                w.arg.hash(&mut h);
             }
             Status::Returned => 2u8.hash(&mut h),
             Status::Finished => 3u8.hash(&mut h),

@@ -278,6 +278,7 @@ impl Ctx<'_> {
                     obj: None,
                     at: Location::caller(),
                     since,
+                    arg: 0,
                 })
             },
             parker: parker.clone(),
@@ -318,8 +319,7 @@ pub(crate) fn start_timer_goroutine(exec: &Arc<Execution>, start: HelperStart) {
     );
 }
 
-/// The eager timer goroutine: fires the earliest due timer, one per scheduling step, until
-/// the execution ends.
+/// The eager timer goroutine: fires the earliest due timer, one per scheduling step, to the end.
 fn timer_goroutine(exec: &Execution, gid: Gid) {
     let at = Location::caller();
     loop {
@@ -346,6 +346,7 @@ fn timer_goroutine(exec: &Execution, gid: Gid) {
                 obj: None,
                 at,
                 since,
+                arg: 0,
             });
             b.goroutines[gid].parker.clone()
         };

@@ -1,9 +1,10 @@
 //! Each verdict, named correctly on each engine, on the smallest program that earns it.
 
 use primitives::explore::{explore, Engine};
-use primitives::{go, go_named, select, Chan, Verdict};
+use primitives::{go, go_named, select, time, Chan, Verdict};
 use rstest::rstest;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::harness::{expect, settings};
 
@@ -353,6 +354,96 @@ fn a_few_ticks_of_waiting_are_not_a_livelock(
         },
     );
     assert_eq!(seen, [Verdict::Clean].into());
+}
+
+/// A reconciler wakes every 10 ms and finds nothing to do; every third time it also gives the
+/// test a turn. At each turn the test polls for a count that never comes and sleeps, first for
+/// `first`, then `factor` times longer each time; after `tries` turns (never, if `None`) it
+/// gives up and stops the reconciler.
+fn poll_beside_an_idle_reconciler(first: Duration, factor: u32, tries: Option<u32>) {
+    let (stop, turn) = (Chan::<()>::new(0), Chan::<()>::new(0));
+    let (rx, tx) = (stop.clone(), turn.clone());
+    go_named("reconciler", move || {
+        for round in 0u32.. {
+            if round % 3 == 0 {
+                select! {
+                    send(tx, ()) => {},
+                    default => {},
+                }
+            }
+            let tick = time::after(Duration::from_millis(10));
+            select! {
+                recv(rx) => return,
+                recv(tick) => {},
+            }
+        }
+    });
+    let mut d = first;
+    for _ in 0..tries.unwrap_or(u32::MAX) {
+        turn.recv();
+        time::sleep(d);
+        d *= factor;
+    }
+    stop.close();
+}
+
+/// The test backs off exponentially (5 ms, three times longer each time, six tries:
+/// Kubernetes' `retryWithExponentialBackOff`). The firings find the goroutines in the same few
+/// places again and again, and the last sleeps outlast dozens of them, but each sleep is longer
+/// than the one before: the test is getting somewhere, so the run is clean, not a livelock.
+/// (kubernetes_26407's fixed kernel was called a livelock in a schedule of this shape: woken,
+/// its test waited through two idle wakeups before it slept again, and its longer sleeps then
+/// looked like the same sleep.)
+#[rstest]
+fn a_backoff_that_outlasts_idle_ticks_is_not_a_livelock(
+    #[values(
+        Engine::ShuttlePct,
+        Engine::ShuttleRandom,
+        Engine::ShuttleUrw,
+        Engine::ShuttleDfs,
+        Engine::Std
+    )]
+    engine: Engine,
+) {
+    let seen = verdicts_of(
+        engine,
+        5,
+        |_| {},
+        || {
+            poll_beside_an_idle_reconciler(Duration::from_millis(5), 3, Some(6));
+        },
+    );
+    assert_eq!(seen, [Verdict::Clean].into());
+}
+
+/// The same poll with a sleep that never grows, for ever: the firings find the same nothing
+/// again and again. Only the clock moves: a livelock. (On `std` the firings come in real time,
+/// and the run may reach the step cap first: undecided, but never clean.)
+#[rstest]
+fn a_poll_that_never_ends_beside_idle_ticks_is_a_livelock(
+    #[values(
+        Engine::ShuttlePct,
+        Engine::ShuttleRandom,
+        Engine::ShuttleUrw,
+        Engine::ShuttleDfs,
+        Engine::Std
+    )]
+    engine: Engine,
+) {
+    let seen = verdicts_of(
+        engine,
+        3,
+        |_| {},
+        || {
+            poll_beside_an_idle_reconciler(Duration::from_millis(50), 1, None);
+        },
+    );
+    if engine == Engine::Std {
+        let undecided_or_livelock = [Verdict::BoundReached, Verdict::Livelock].into();
+        assert!(seen.is_subset(&undecided_or_livelock), "{seen:?}");
+    } else {
+        assert_eq!(seen, [Verdict::Livelock].into());
+    }
 }
 
 /// Two goroutines that play ping-pong forever make progress forever: the hard cap ends the
