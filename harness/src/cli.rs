@@ -435,13 +435,16 @@ fn book(args: BookArgs) -> Result<ExitCode, Failure> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_failure(id: &str, engine: &str, f: &FirstFailure) {
+fn print_failure(id: &str, variant: Variant, engine: &str, f: &FirstFailure) {
     println!("{}: {}\n", f.verdict, f.message);
     print!("{}", f.dump);
     println!();
     print!("{}", swimlane::text(f));
     if let Some(s) = &f.replay {
-        println!("\nreplay: {}", walkthrough::replay_command(id, engine, s));
+        println!(
+            "\nreplay: {}",
+            walkthrough::replay_command(id, variant, engine, s)
+        );
     }
 }
 
@@ -472,7 +475,7 @@ fn replay(args: ReplayArgs) -> Result<ExitCode, Failure> {
     println!("replayed {} {variant} on {engine}", bug.id);
     if report.verdict.is_failure() {
         let f = FirstFailure::from_report(1, Some(args.schedule.clone()), &report);
-        print_failure(bug.id, engine.as_str(), &f);
+        print_failure(bug.id, variant, engine.as_str(), &f);
     } else {
         println!("clean: the schedule runs to the end without a failure");
     }

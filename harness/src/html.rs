@@ -3,6 +3,7 @@
 
 use std::fmt::Write as _;
 
+use bugs::Variant;
 use primitives::explore::Engine;
 
 use crate::bench::Bench;
@@ -230,10 +231,13 @@ pub fn render(results: &Results, bench: Option<&Bench>) -> String {
                 if let Some(replay) = &f.replay {
                     let _ = writeln!(
                         out,
-                        "<p>Replay: <code>cargo run -p harness -- replay {} --variant buggy --engine {} --schedule {}</code></p>",
-                        esc(b.bug),
-                        esc(&run.engine),
-                        esc(replay)
+                        "<p>Replay: <code>{}</code></p>",
+                        esc(&crate::walkthrough::replay_command(
+                            b.bug,
+                            Variant::Buggy,
+                            &run.engine,
+                            replay
+                        ))
                     );
                 }
                 let _ = writeln!(

@@ -79,14 +79,17 @@ pub fn block(bug: &Bug, run: &Run) -> String {
         let _ = writeln!(
             out,
             "Replay it: `{}`\n",
-            replay_command(bug.id, &run.engine, replay)
+            replay_command(bug.id, Variant::Buggy, &run.engine, replay)
         );
     }
     out
 }
 
-pub fn replay_command(id: &str, engine: &str, schedule: &str) -> String {
-    format!("cargo run -p harness -- replay {id} --variant buggy --engine {engine} --schedule {schedule}")
+/// The command that replays `schedule` of bug `id`'s `variant` on `engine`.
+pub fn replay_command(id: &str, variant: Variant, engine: &str, schedule: &str) -> String {
+    format!(
+        "cargo run -p harness -- replay {id} --variant {variant} --engine {engine} --schedule {schedule}"
+    )
 }
 
 /// The block currently in `md`, if it has the markers.
@@ -151,5 +154,16 @@ mod tests {
         assert_eq!(new, format!("# t\n\nbefore\n{BEGIN}\nnew\n{END}\nafter\n"));
         assert_eq!(current(&new), Some("\nnew\n"));
         assert!(splice("# no markers", "x").is_err());
+    }
+
+    #[test]
+    fn the_replay_command_names_the_variant_it_replays() {
+        for variant in Variant::ALL {
+            let command = replay_command("etcd_6857", variant, "shuttle-pct", "0.1");
+            assert!(
+                command.contains(&format!(" --variant {variant} ")),
+                "{command}"
+            );
+        }
     }
 }
