@@ -165,7 +165,7 @@ fn derive(parent: &Context, until: Until, at: &'static Location<'static>) -> (Co
     let parent_deadline = parent.node.as_ref().and_then(|p| p.deadline);
     let deadline = match until {
         Until::Never => None,
-        Until::After(d) => Some(b.now + d),
+        Until::After(d) => Some(b.now.saturating_add(d)),
         Until::At(t) => Some(t),
     };
     let deadline = match (deadline, parent_deadline) {

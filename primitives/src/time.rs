@@ -97,8 +97,7 @@ pub fn sleep(d: Duration) {
         let w = cx.waiter(&mut b, 0);
         cx.arm_timer(&mut b, d, TimerKind::Sleep(w));
     }
-    let nanos = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
-    cx.park_with(WaitReason::Sleep, None, Op::Sleep, nanos);
+    cx.park(WaitReason::Sleep, None, Op::Sleep);
     let mut b = cx.books();
     cx.event(&mut b, Op::Sleep, None, 0);
 }
@@ -222,10 +221,10 @@ impl Timer {
         let mut b = cx.books();
         cx.event(&mut b, Op::TimerStart, None, 0);
         let clock = cx.release_clock(&mut b);
-        let deadline = b.now + d;
+        let now = b.now;
         let was = b
             .timers
-            .reset(self.id, deadline, TimerKind::Once(target(&self.c)), clock);
+            .reset(self.id, now, d, TimerKind::Once(target(&self.c)), clock);
         b.wake_helper();
         was
     }
@@ -304,10 +303,11 @@ impl Ticker {
         let mut b = cx.books();
         cx.event(&mut b, Op::TimerStart, None, 0);
         let clock = cx.release_clock(&mut b);
-        let deadline = b.now + d;
+        let now = b.now;
         b.timers.reset(
             self.id,
-            deadline,
+            now,
+            d,
             TimerKind::Ticker {
                 target: target(&self.c),
                 period: d,

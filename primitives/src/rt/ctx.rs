@@ -202,17 +202,6 @@ impl<'e> Ctx<'e> {
     /// `waiter` must have come from [`Ctx::waiter`] and be queued wherever a completion can
     /// come from. A goroutine that queued nowhere (a nil channel) parks forever.
     pub(crate) fn park(&mut self, reason: WaitReason, obj: Option<&ObjMeta>, op: Op) -> Fired {
-        self.park_with(reason, obj, op, 0)
-    }
-
-    /// [`Ctx::park`], with the wait's [`Wait::arg`].
-    pub(crate) fn park_with(
-        &mut self,
-        reason: WaitReason,
-        obj: Option<&ObjMeta>,
-        op: Op,
-        arg: u64,
-    ) -> Fired {
         {
             let mut b = self.books();
             let gid = self.gid;
@@ -225,7 +214,6 @@ impl<'e> Ctx<'e> {
                 obj: obj.map(|m| m.id),
                 at: self.at,
                 since,
-                arg,
             });
             if !g.system {
                 b.running -= 1;

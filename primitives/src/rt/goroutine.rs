@@ -68,9 +68,6 @@ pub(crate) struct Wait {
     pub(crate) at: &'static Location<'static>,
     /// The step at which it blocked.
     pub(crate) since: u64,
-    /// What else tells two waits at one line apart: a sleep's duration in nanoseconds (0 for
-    /// every other wait). A loop that sleeps longer each round is not where it was.
-    pub(crate) arg: u64,
 }
 
 /// The wait reasons of Go's goroutine dump, in Go's words.

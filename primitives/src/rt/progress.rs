@@ -10,13 +10,15 @@
 //!   `default`, a `TryLock` that fails, reads of variables and atomics, `rand`, arming and
 //!   stopping timers, sleeping; or
 //! - **only the clock moves**: [`ExecConfig::stale_ticks`] timer firings in a row find the
-//!   goroutines exactly where they were at an earlier firing (same states, same lines, and for
-//!   a sleeper the same length of sleep: a back-off that sleeps longer each round is getting
-//!   somewhere), no one-shot timer (a sleep, a deadline) has stayed pending through all of
-//!   them, and there is no lasting change in between (no goroutine started or ended, no channel
-//!   closed, no context cancelled, no variable, map or atomic written, no WaitGroup counted, no
-//!   `Once` run). Ticks passed along channels are sent and received, but they change nothing: a
-//!   raft node that ticks forever without electing itself is such a livelock.
+//!   goroutines exactly where they were at an earlier firing (same states, same lines) and the
+//!   pending one-shot timers set for the same lengths, no one-shot timer (a sleep, a deadline)
+//!   has stayed pending through all of them, and there is no lasting change in between (no
+//!   goroutine started or ended, no channel closed, no context cancelled, no variable, map or
+//!   atomic written, no WaitGroup counted, no `Once` run). Ticks passed along channels are sent
+//!   and received, but they change nothing: a raft node that ticks forever without electing
+//!   itself is such a livelock. A back-off that waits longer each round (by `Sleep` or by a
+//!   timer's channel) is getting somewhere, and is never judged so: a bounded one ends, and
+//!   one that grows for ever ends at the step cap, undecided.
 //!
 //! After main returns, goroutines that still run [`ExecConfig::livelock_window`] steps later
 //! are a leak, progress or not: that is what a leak checker sees when the test has returned.
@@ -25,7 +27,7 @@ use std::collections::HashSet;
 use std::hash::{Hash, Hasher};
 
 use super::goroutine::{Goroutine, Status};
-use super::timer::TimerId;
+use super::timer::{TimerId, Timers};
 use super::trace::{Op, Phase};
 use super::ExecConfig;
 use crate::report::Verdict;
@@ -68,11 +70,12 @@ impl Progress {
         self.main_returned_at = Some(now);
     }
 
-    /// Books the firing of timer `id`, given where the goroutines are, whether the timer fires
-    /// once (not a ticker), and the last timer armed so far.
+    /// Books the firing of timer `id`, given where the goroutines are, the timers still pending,
+    /// whether the timer fires once (not a ticker), and the last timer armed so far.
     pub(crate) fn tick(
         &mut self,
         goroutines: &[Goroutine],
+        timers: &Timers,
         id: TimerId,
         one_shot: bool,
         last_armed: TimerId,
@@ -85,7 +88,7 @@ impl Progress {
             self.seen.clear();
             self.stale_ticks = 0;
         }
-        if self.seen.insert(whereabouts(goroutines)) {
+        if self.seen.insert(whereabouts(goroutines, timers)) {
             self.stale_ticks = 0;
         } else {
             if self.stale_ticks == 0 {
@@ -186,8 +189,10 @@ fn is_lasting(op: Op) -> bool {
     )
 }
 
-/// Where every goroutine is: its state and, when blocked, the line and reason.
-fn whereabouts(goroutines: &[Goroutine]) -> u64 {
+/// Where every goroutine is (its state and, when blocked, the line and reason), and how long
+/// each pending one-shot timer was set for: a wait at one line that is longer each round (a
+/// back-off, by `Sleep` or by a timer's channel) is not a return to the same place.
+fn whereabouts(goroutines: &[Goroutine], timers: &Timers) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     goroutines.len().hash(&mut h);
     for g in goroutines {
@@ -197,11 +202,11 @@ fn whereabouts(goroutines: &[Goroutine]) -> u64 {
                 1u8.hash(&mut h);
                 (w.at.file(), w.at.line(), w.at.column()).hash(&mut h);
                 std::mem::discriminant(&w.reason).hash(&mut h);
-                w.arg.hash(&mut h);
             }
             Status::Returned => 2u8.hash(&mut h),
             Status::Finished => 3u8.hash(&mut h),
         }
     }
+    timers.one_shot_lengths().hash(&mut h);
     h.finish()
 }

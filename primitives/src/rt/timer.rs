@@ -1,9 +1,11 @@
 //! Virtual time: pending timers, and what happens when one fires.
 //!
 //! Time never comes from the wall clock. Each execution starts at virtual time zero; a timer
-//! armed for `d` is due at `now + d`, and firing it moves `now` to its deadline. Timers fire in
-//! deadline order. *When* the earliest one fires is the [`TimerMode`]'s business: only once
-//! every goroutine is blocked (lazy), or at any scheduling point (eager).
+//! armed for `d` is due at `now + d` (at the end of time if that overflows: Go caps a timer's
+//! due time too, so a very long sleep never ends rather than panicking), and firing it moves
+//! `now` to its deadline. Timers fire in deadline order. *When* the earliest one fires is the
+//! [`TimerMode`]'s business: only once every goroutine is blocked (lazy), or at any scheduling
+//! point (eager).
 //!
 //! A ticker is due only while its channel has room: Go drops the ticks nobody receives, so a
 //! tick into a full channel changes nothing, and a ticker nobody reads cannot keep an
@@ -59,6 +61,8 @@ pub(crate) enum TimerKind {
 
 pub(crate) struct TimerEntry {
     pub(crate) deadline: Duration,
+    /// How long it was set for (a ticker: its period).
+    pub(crate) length: Duration,
     pub(crate) kind: TimerKind,
     /// The arming goroutine's clock: what it did before arming happens before the firing.
     pub(crate) clock: VClock,
@@ -77,12 +81,19 @@ pub(crate) struct Timers {
 }
 
 impl Timers {
-    pub(crate) fn arm(&mut self, deadline: Duration, kind: TimerKind, clock: VClock) -> TimerId {
+    pub(crate) fn arm(
+        &mut self,
+        now: Duration,
+        length: Duration,
+        kind: TimerKind,
+        clock: VClock,
+    ) -> TimerId {
         self.next += 1;
         self.entries.insert(
             self.next,
             TimerEntry {
-                deadline,
+                deadline: now.saturating_add(length),
+                length,
                 kind,
                 clock,
                 after_tick: None,
@@ -108,7 +119,8 @@ impl Timers {
     pub(crate) fn reset(
         &mut self,
         id: TimerId,
-        deadline: Duration,
+        now: Duration,
+        length: Duration,
         kind: TimerKind,
         clock: VClock,
     ) -> bool {
@@ -116,7 +128,8 @@ impl Timers {
         self.entries.insert(
             id,
             TimerEntry {
-                deadline,
+                deadline: now.saturating_add(length),
+                length,
                 kind,
                 clock,
                 after_tick: None,
@@ -127,6 +140,18 @@ impl Timers {
 
     pub(crate) fn clear(&mut self) {
         self.entries.clear();
+    }
+
+    /// How long each pending timer that fires once was set for, shortest first.
+    pub(crate) fn one_shot_lengths(&self) -> Vec<Duration> {
+        let mut lengths: Vec<Duration> = self
+            .entries
+            .values()
+            .filter(|e| !matches!(e.kind, TimerKind::Ticker { .. }))
+            .map(|e| e.length)
+            .collect();
+        lengths.sort_unstable();
+        lengths
     }
 
     /// The earliest timer that can fire now, if any.
@@ -184,7 +209,8 @@ impl Ctx<'_> {
         });
         let one_shot = !matches!(entry.kind, TimerKind::Ticker { .. });
         let last_armed = b.timers.next;
-        b.progress.tick(&b.goroutines, id, one_shot, last_armed);
+        b.progress
+            .tick(&b.goroutines, &b.timers, id, one_shot, last_armed);
         match entry.kind {
             TimerKind::Once(target) => target.fire(self, b, now, &entry.clock),
             TimerKind::Ticker { target, period } => {
@@ -193,7 +219,8 @@ impl Ctx<'_> {
                 b.timers.entries.insert(
                     id,
                     TimerEntry {
-                        deadline: now + period,
+                        deadline: now.saturating_add(period),
+                        length: period,
                         kind: TimerKind::Ticker { target, period },
                         clock: entry.clock,
                         after_tick,
@@ -226,8 +253,7 @@ impl Ctx<'_> {
     /// thread starts once the lock is released).
     pub(crate) fn arm_timer(&self, b: &mut Books, after: Duration, kind: TimerKind) -> TimerId {
         let clock = self.release_clock(b);
-        let deadline = b.now + after;
-        let id = b.timers.arm(deadline, kind, clock);
+        let id = b.timers.arm(b.now, after, kind, clock);
         if let Some(start) = self.ensure_timer_goroutine(b) {
             b.deferred.push(super::Deferred::StartTimerGoroutine(start));
         }
@@ -278,7 +304,6 @@ impl Ctx<'_> {
                     obj: None,
                     at: Location::caller(),
                     since,
-                    arg: 0,
                 })
             },
             parker: parker.clone(),
@@ -319,7 +344,8 @@ pub(crate) fn start_timer_goroutine(exec: &Arc<Execution>, start: HelperStart) {
     );
 }
 
-/// The eager timer goroutine: fires the earliest due timer, one per scheduling step, to the end.
+/// The eager timer goroutine: fires the earliest due timer, one per scheduling step, until
+/// the execution ends.
 fn timer_goroutine(exec: &Execution, gid: Gid) {
     let at = Location::caller();
     loop {
@@ -346,7 +372,6 @@ fn timer_goroutine(exec: &Execution, gid: Gid) {
                 obj: None,
                 at,
                 since,
-                arg: 0,
             });
             b.goroutines[gid].parker.clone()
         };

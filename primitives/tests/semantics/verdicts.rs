@@ -356,11 +356,25 @@ fn a_few_ticks_of_waiting_are_not_a_livelock(
     assert_eq!(seen, [Verdict::Clean].into());
 }
 
-/// A reconciler wakes every 10 ms and finds nothing to do; every third time it also gives the
-/// test a turn. At each turn the test polls for a count that never comes and sleeps, first for
-/// `first`, then `factor` times longer each time; after `tries` turns (never, if `None`) it
-/// gives up and stops the reconciler.
-fn poll_beside_an_idle_reconciler(first: Duration, factor: u32, tries: Option<u32>) {
+/// How the test of [`wait_beside_an_idle_reconciler`] waits.
+#[derive(Clone, Copy, Debug)]
+enum Wait {
+    /// `time.Sleep(d)`.
+    Sleep,
+    /// `<-time.After(d)`.
+    Timer,
+}
+
+/// A reconciler wakes every 10 ms and finds nothing to do; every third time it also offers the
+/// test a turn, which the test takes if it is waiting for one. At each turn the test waits,
+/// first for `first`, then for `next` of the last wait; after `tries` turns (never, if `None`)
+/// it stops the reconciler.
+fn wait_beside_an_idle_reconciler(
+    wait: Wait,
+    first: Duration,
+    next: fn(Duration) -> Duration,
+    tries: Option<u32>,
+) {
     let (stop, turn) = (Chan::<()>::new(0), Chan::<()>::new(0));
     let (rx, tx) = (stop.clone(), turn.clone());
     go_named("reconciler", move || {
@@ -381,19 +395,25 @@ fn poll_beside_an_idle_reconciler(first: Duration, factor: u32, tries: Option<u3
     let mut d = first;
     for _ in 0..tries.unwrap_or(u32::MAX) {
         turn.recv();
-        time::sleep(d);
-        d *= factor;
+        match wait {
+            Wait::Sleep => time::sleep(d),
+            Wait::Timer => {
+                time::after(d).recv();
+            }
+        }
+        d = next(d);
     }
     stop.close();
 }
 
-/// The test backs off exponentially (5 ms, three times longer each time, six tries:
+/// The test backs off exponentially (5 ms, three times longer each time, six tries, as
 /// Kubernetes' `retryWithExponentialBackOff`). The firings find the goroutines in the same few
-/// places again and again, and the last sleeps outlast dozens of them, but each sleep is longer
+/// places again and again, and the last waits outlast dozens of them, but each wait is longer
 /// than the one before: the test is getting somewhere, so the run is clean, not a livelock.
-/// (kubernetes_26407's fixed kernel was called a livelock in a schedule of this shape: woken,
+/// kubernetes_26407's fixed kernel was called a livelock in a schedule of this shape: woken,
 /// its test waited through two idle wakeups before it slept again, and its longer sleeps then
-/// looked like the same sleep.)
+/// looked like the same sleep. Of these engines only `std` ran into that schedule here (every
+/// run, with either kind of wait, before the fix).
 #[rstest]
 fn a_backoff_that_outlasts_idle_ticks_is_not_a_livelock(
     #[values(
@@ -404,23 +424,24 @@ fn a_backoff_that_outlasts_idle_ticks_is_not_a_livelock(
         Engine::Std
     )]
     engine: Engine,
+    #[values(Wait::Sleep, Wait::Timer)] wait: Wait,
 ) {
     let seen = verdicts_of(
         engine,
         5,
         |_| {},
-        || {
-            poll_beside_an_idle_reconciler(Duration::from_millis(5), 3, Some(6));
+        move || {
+            wait_beside_an_idle_reconciler(wait, Duration::from_millis(5), |d| d * 3, Some(6));
         },
     );
     assert_eq!(seen, [Verdict::Clean].into());
 }
 
-/// The same poll with a sleep that never grows, for ever: the firings find the same nothing
-/// again and again. Only the clock moves: a livelock. (On `std` the firings come in real time,
-/// and the run may reach the step cap first: undecided, but never clean.)
+/// The same wait with a length that never grows, for ever: the firings find the same nothing
+/// again and again. Only the clock moves: a livelock. (On `std` the run may reach the step cap
+/// first, as it did here: undecided, but never clean.)
 #[rstest]
-fn a_poll_that_never_ends_beside_idle_ticks_is_a_livelock(
+fn a_wait_that_never_ends_beside_idle_ticks_is_a_livelock(
     #[values(
         Engine::ShuttlePct,
         Engine::ShuttleRandom,
@@ -429,13 +450,14 @@ fn a_poll_that_never_ends_beside_idle_ticks_is_a_livelock(
         Engine::Std
     )]
     engine: Engine,
+    #[values(Wait::Sleep, Wait::Timer)] wait: Wait,
 ) {
     let seen = verdicts_of(
         engine,
         3,
         |_| {},
-        || {
-            poll_beside_an_idle_reconciler(Duration::from_millis(50), 1, None);
+        move || {
+            wait_beside_an_idle_reconciler(wait, Duration::from_millis(50), |d| d, None);
         },
     );
     if engine == Engine::Std {
@@ -444,6 +466,32 @@ fn a_poll_that_never_ends_beside_idle_ticks_is_a_livelock(
     } else {
         assert_eq!(seen, [Verdict::Livelock].into());
     }
+}
+
+/// A wait that grows by a millisecond each round, for ever, is getting somewhere for as long as
+/// the run lasts: it is never judged a livelock, and the step cap ends it, undecided.
+#[rstest]
+fn a_wait_that_grows_for_ever_reaches_the_bound(
+    #[values(
+        Engine::ShuttlePct,
+        Engine::ShuttleRandom,
+        Engine::ShuttleUrw,
+        Engine::ShuttleDfs,
+        Engine::Std
+    )]
+    engine: Engine,
+    #[values(Wait::Sleep, Wait::Timer)] wait: Wait,
+) {
+    let seen = verdicts_of(
+        engine,
+        2,
+        |s| s.max_steps = 5_000,
+        move || {
+            let longer = |d| d + Duration::from_millis(1);
+            wait_beside_an_idle_reconciler(wait, Duration::from_millis(5), longer, None);
+        },
+    );
+    assert_eq!(seen, [Verdict::BoundReached].into());
 }
 
 /// Two goroutines that play ping-pong forever make progress forever: the hard cap ends the
