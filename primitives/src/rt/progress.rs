@@ -16,9 +16,10 @@
 //!   goroutine started or ended, no channel closed, no context cancelled, no variable, map or
 //!   atomic written, no WaitGroup counted, no `Once` run). Ticks passed along channels are sent
 //!   and received, but they change nothing: a raft node that ticks forever without electing
-//!   itself is such a livelock. A back-off that waits longer each round (by `Sleep` or by a
-//!   timer's channel) is getting somewhere, and is never judged so: a bounded one ends, and
-//!   one that grows for ever ends at the step cap, undecided.
+//!   itself is such a livelock. The lengths tell a back-off that waits longer each round (by
+//!   `Sleep` or by a timer's channel) from a poll that waits the same. Known gaps: waits
+//!   shorter than another goroutine's ticks can still look alike, and a wait that changes
+//!   length every round without end can escape the rule and end at the step cap, undecided.
 //!
 //! After main returns, goroutines that still run [`ExecConfig::livelock_window`] steps later
 //! are a leak, progress or not: that is what a leak checker sees when the test has returned.

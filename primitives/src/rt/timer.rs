@@ -2,8 +2,8 @@
 //!
 //! Time never comes from the wall clock. Each execution starts at virtual time zero; a timer
 //! armed for `d` is due at `now + d` (at the end of time if that overflows: Go caps a timer's
-//! due time too, so a very long sleep never ends rather than panicking), and firing it moves
-//! `now` to its deadline. Timers fire in deadline order. *When* the earliest one fires is the
+//! due time too, so a very long sleep fires at the end of time instead of panicking); firing
+//! moves `now` to the deadline. Timers fire in deadline order. *When* the earliest fires is the
 //! [`TimerMode`]'s business: only once every goroutine is blocked (lazy), or at any scheduling
 //! point (eager).
 //!
