@@ -17,15 +17,16 @@
 //!   atomic written, no WaitGroup counted, no `Once` run). Ticks passed along channels are sent
 //!   and received, but they change nothing: a raft node that ticks forever without electing
 //!   itself is such a livelock. The lengths tell a back-off that waits longer each round (by
-//!   `Sleep` or by a timer's channel) from a poll that waits the same. Known gaps: waits
-//!   shorter than another goroutine's ticks can still look alike, and a wait that changes
-//!   length every round without end can escape the rule and end at the step cap, undecided.
+//!   `Sleep` or by a timer's channel) from a poll that waits the same. Known gap: a wait that
+//!   changes length every round without end (jitter) can escape the rule and end at the step
+//!   cap, undecided.
 //!
 //! After main returns, goroutines that still run [`ExecConfig::livelock_window`] steps later
 //! are a leak, progress or not: that is what a leak checker sees when the test has returned.
 
 use std::collections::HashSet;
 use std::hash::{Hash, Hasher};
+use std::time::Duration;
 
 use super::goroutine::{Goroutine, Status};
 use super::timer::{TimerId, Timers};
@@ -72,24 +73,29 @@ impl Progress {
     }
 
     /// Books the firing of timer `id`, given where the goroutines are, the timers still pending,
-    /// whether the timer fires once (not a ticker), and the last timer armed so far.
+    /// the length of the firing timer if it fires once (`None` for a ticker), and the last
+    /// timer armed so far.
     pub(crate) fn tick(
         &mut self,
         goroutines: &[Goroutine],
         timers: &Timers,
         id: TimerId,
-        one_shot: bool,
+        one_shot: Option<Duration>,
         last_armed: TimerId,
     ) {
         // A one-shot timer that waited through the run of stale firings ends it: its firing is
-        // the change that run was waiting for.
-        let awaited = one_shot && self.stale_ticks > 0 && id <= self.stale_since;
-        if self.lasting != self.lasting_at_last_tick || awaited {
+        // the change that run was waiting for. The places seen stay known: a loop whose every
+        // round ends with such a firing is still a loop.
+        let awaited = one_shot.is_some() && self.stale_ticks > 0 && id <= self.stale_since;
+        if self.lasting != self.lasting_at_last_tick {
             self.lasting_at_last_tick = self.lasting;
             self.seen.clear();
             self.stale_ticks = 0;
+        } else if awaited {
+            self.stale_ticks = 0;
         }
-        if self.seen.insert(whereabouts(goroutines, timers)) {
+        // The firing timer is no longer pending; its own length counts with the others'.
+        if self.seen.insert(whereabouts(goroutines, timers, one_shot)) {
             self.stale_ticks = 0;
         } else {
             if self.stale_ticks == 0 {
@@ -193,7 +199,7 @@ fn is_lasting(op: Op) -> bool {
 /// Where every goroutine is (its state and, when blocked, the line and reason), and how long
 /// each pending one-shot timer was set for: a wait at one line that is longer each round (a
 /// back-off, by `Sleep` or by a timer's channel) is not a return to the same place.
-fn whereabouts(goroutines: &[Goroutine], timers: &Timers) -> u64 {
+fn whereabouts(goroutines: &[Goroutine], timers: &Timers, firing: Option<Duration>) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     goroutines.len().hash(&mut h);
     for g in goroutines {
@@ -209,5 +215,6 @@ fn whereabouts(goroutines: &[Goroutine], timers: &Timers) -> u64 {
         }
     }
     timers.one_shot_lengths().hash(&mut h);
+    firing.hash(&mut h);
     h.finish()
 }

@@ -207,7 +207,7 @@ impl Ctx<'_> {
             at: self.at,
             phase: super::trace::Phase::Done,
         });
-        let one_shot = !matches!(entry.kind, TimerKind::Ticker { .. });
+        let one_shot = (!matches!(entry.kind, TimerKind::Ticker { .. })).then_some(entry.length);
         let last_armed = b.timers.next;
         b.progress
             .tick(&b.goroutines, &b.timers, id, one_shot, last_armed);
