@@ -197,8 +197,9 @@ fn is_lasting(op: Op) -> bool {
 }
 
 /// Where every goroutine is (its state and, when blocked, the line and reason), and how long
-/// each pending one-shot timer was set for: a wait at one line that is longer each round (a
-/// back-off, by `Sleep` or by a timer's channel) is not a return to the same place.
+/// each pending one-shot timer, and the one `firing` now, was set for: a wait at one line that
+/// is longer each round (a back-off, by `Sleep` or by a timer's channel) is not a return to the
+/// same place.
 fn whereabouts(goroutines: &[Goroutine], timers: &Timers, firing: Option<Duration>) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     goroutines.len().hash(&mut h);
