@@ -58,10 +58,12 @@ impl Instant {
     }
 }
 
+/// `t.Add(d)`: saturates at the end of virtual time rather than panicking, as
+/// Go's `Time.Add` never panics and its timers cap an overflowing due time.
 impl Add<Duration> for Instant {
     type Output = Instant;
     fn add(self, d: Duration) -> Instant {
-        Instant(self.0 + d)
+        Instant(self.0.saturating_add(d))
     }
 }
 

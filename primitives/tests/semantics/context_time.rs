@@ -118,6 +118,27 @@ fn sleep_moves_virtual_time_only(
     });
 }
 
+/// Go's `Time.Add` never panics: past the end of virtual time, it stays there.
+#[rstest]
+fn time_added_past_the_end_of_time_saturates(
+    #[values(
+        Engine::Loom,
+        Engine::ShuttlePct,
+        Engine::ShuttleRandom,
+        Engine::ShuttleUrw,
+        Engine::ShuttleDfs,
+        Engine::Std
+    )]
+    engine: Engine,
+) {
+    expect_clean(engine, || {
+        time::sleep(Duration::MAX);
+        let end = time::now();
+        assert_eq!(end + Duration::from_secs(1), end);
+        assert_eq!(end + Duration::MAX, end);
+    });
+}
+
 #[rstest]
 fn a_timer_fires_at_its_deadline(
     #[values(
