@@ -151,7 +151,8 @@ std::thread_local! {
 /// Whether shuttle's scheduler has chosen a task since the latest Go operation began: where a
 /// task parked, ended or yielded. The next Go operation then
 /// needs no scheduling point of its own: nothing another goroutine can see has happened since
-/// that choice, so any task it could pick here was open to that choice, with the same tasks
+/// that choice (under shuttle-pct a plain access counts as something, see
+/// [`shuttle_plain_access`]), so any task it could pick here was open to that choice, with the same tasks
 /// runnable. A second point would only repeat it, cost a step, and dilute PCT's change points.
 fn shuttle_chose_since_last_op() -> bool {
     SHUTTLE_LAST_OP.get() != CurrentSchedule::len()
@@ -528,4 +529,73 @@ fn yield_now_inner(kind: EngineKind) {
             }
         }
     }
+}
+
+/// How shuttle-pct watches plain accesses (`Shared`, `GoMap`) for its race-directed
+/// executions (see `explore::race_directed`). Off under every other engine, whose schedule
+/// strings stay as they were.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum PlainWatch {
+    #[default]
+    Off,
+    /// A plain access keeps the scheduling point of the goroutine's next Go operation (a
+    /// replay of a shuttle-pct schedule must have the points its exploration had).
+    Points,
+    /// As `Points`, and each access is logged for the scheduler.
+    Logged,
+}
+
+/// One logged plain access.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct PlainAccess {
+    /// The shuttle task (the goroutine) that made it.
+    pub(crate) task: usize,
+    pub(crate) site: &'static std::panic::Location<'static>,
+    /// The variable, by its identity in the execution.
+    pub(crate) object: u32,
+    pub(crate) write: bool,
+}
+
+std::thread_local! {
+    static PLAIN_WATCH: Cell<PlainWatch> = const { Cell::new(PlainWatch::Off) };
+    /// The accesses since the scheduler last took them.
+    static PLAIN_LOG: RefCell<Vec<PlainAccess>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Sets how plain accesses are watched on this thread; the log starts empty.
+pub(crate) fn set_plain_watch(watch: PlainWatch) {
+    PLAIN_WATCH.set(watch);
+    PLAIN_LOG.with(|l| l.borrow_mut().clear());
+}
+
+/// The current goroutine made a plain access the race detector checks. Under shuttle-pct its
+/// next Go operation keeps its scheduling point even right after a choice of task (see
+/// [`shuttle_chose_since_last_op`]): a plain access happened in between, so a hold placed after
+/// it (or a change point) lands before that operation, not one operation later.
+pub(crate) fn shuttle_plain_access(
+    object: u32,
+    site: &'static std::panic::Location<'static>,
+    write: bool,
+) {
+    let watch = PLAIN_WATCH.get();
+    if watch == PlainWatch::Off || active_engine() != Some(EngineKind::Shuttle) {
+        return;
+    }
+    shuttle_op_begins();
+    if watch == PlainWatch::Logged {
+        let task = shuttle_task();
+        PLAIN_LOG.with(|l| {
+            l.borrow_mut().push(PlainAccess {
+                task,
+                site,
+                object,
+                write,
+            })
+        });
+    }
+}
+
+/// Takes the accesses logged since the last call, appending them to `into`.
+pub(crate) fn take_plain_accesses(into: &mut Vec<PlainAccess>) {
+    PLAIN_LOG.with(|l| into.append(&mut l.borrow_mut()));
 }

@@ -22,6 +22,7 @@
 
 pub(crate) mod dfs;
 mod loom_driver;
+mod race_directed;
 mod shuttle_driver;
 
 use std::cell::Cell;
@@ -44,7 +45,9 @@ pub enum Engine {
     /// loom: every interleaving, within the preemption bound.
     Loom,
     /// PCT on shuttle: random priorities with `pct_depth - 1` change points (this crate's PCT,
-    /// which also counts the step at which a goroutine blocks; see `shuttle_driver::Pct`).
+    /// which also counts the step at which a goroutine blocks; see `shuttle_driver::Pct`),
+    /// every second execution race-directed while some pair of conflicting accesses by two
+    /// goroutines has not been tried (after RaceFuzzer; see `race_directed`).
     ShuttlePct,
     /// shuttle's random scheduler: a uniformly random runnable goroutine at each step.
     ShuttleRandom,

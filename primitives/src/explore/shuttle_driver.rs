@@ -13,8 +13,9 @@ use shuttle::{Config, FailurePersistence, MaxSteps};
 use shuttle_engine::scheduler::serialization::{deserialize_schedule, serialize_schedule};
 
 use super::dfs::{self, Dfs, End};
+use super::race_directed::RaceDirected;
 use super::{quietly, take_panic, Engine, Exploration, Kernel, ReplayError, Settings};
-use crate::engine::{self, EngineKind};
+use crate::engine::{self, EngineKind, PlainWatch};
 use crate::report::ExecutionReport;
 use crate::rt;
 
@@ -120,7 +121,7 @@ impl Scheduler for Recorder {
 }
 
 /// The next number of the splitmix64 generator whose state is `state`.
-fn splitmix64(state: &mut u64) -> u64 {
+pub(super) fn splitmix64(state: &mut u64) -> u64 {
     *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
     let mut z = *state;
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -293,6 +294,16 @@ impl Scheduler for Pct {
     }
 }
 
+/// How plain accesses are watched: only `shuttle-pct` directs executions at races (`watch`
+/// while exploring, its points alone in a replay); the other engines' schedules stay as
+/// they were.
+fn plain_watch(settings: &Settings, watch: PlainWatch) -> PlainWatch {
+    match settings.engine {
+        Engine::ShuttlePct => watch,
+        _ => PlainWatch::Off,
+    }
+}
+
 fn config() -> Config {
     let mut config = Config::new();
     config.failure_persistence = FailurePersistence::None;
@@ -326,7 +337,10 @@ pub(super) fn explore(settings: &Settings, kernel: Kernel) -> Exploration {
         }
     };
     let inner: Box<dyn Scheduler> = match settings.engine {
-        Engine::ShuttlePct => Box::new(Pct::new(settings.seed, settings.pct_depth, iterations)),
+        Engine::ShuttlePct => Box::new(RaceDirected::new(
+            Pct::new(settings.seed, settings.pct_depth, iterations),
+            settings.seed,
+        )),
         Engine::ShuttleUrw => {
             Box::new(UrwRandomScheduler::new_from_seed(settings.seed, iterations))
         }
@@ -335,7 +349,9 @@ pub(super) fn explore(settings: &Settings, kernel: Kernel) -> Exploration {
     let recorder = Recorder::new(inner, record.clone());
     let run = move || shuttle::Runner::new(recorder, config()).run(body);
     engine::set_active_engine(Some(EngineKind::Shuttle));
+    engine::set_plain_watch(plain_watch(settings, PlainWatch::Logged));
     let result = panic::catch_unwind(panic::AssertUnwindSafe(run));
+    engine::set_plain_watch(PlainWatch::Off);
     engine::set_active_engine(None);
     let mut found = std::mem::replace(
         &mut *found.lock().unwrap_or_else(PoisonError::into_inner),
@@ -387,12 +403,14 @@ pub(super) fn replay(
     let mut scheduler = ReplayScheduler::new_from_schedule(decoded);
     scheduler.set_allow_incomplete();
     engine::set_active_engine(Some(EngineKind::Shuttle));
+    engine::set_plain_watch(plain_watch(settings, PlainWatch::Points));
     let result = panic::catch_unwind(panic::AssertUnwindSafe(|| {
         shuttle::Runner::new(scheduler, config()).run(move || {
             let r = rt::run_execution(EngineKind::Shuttle, exec_config.clone(), &*kernel, at);
             *sink.lock().unwrap_or_else(PoisonError::into_inner) = Some(r);
         })
     }));
+    engine::set_plain_watch(PlainWatch::Off);
     engine::set_active_engine(None);
     if let Err(p) = result {
         let message = take_panic()
@@ -429,6 +447,7 @@ pub(super) fn explore_dfs(settings: &Settings, kernel: Kernel) -> Exploration {
     let run = move || shuttle::Runner::new(scheduler, config()).run(body);
     engine::set_active_engine(Some(EngineKind::Shuttle));
     dfs::set_active(true);
+    engine::set_plain_watch(PlainWatch::Off);
     let result = panic::catch_unwind(panic::AssertUnwindSafe(run));
     dfs::set_active(false);
     engine::set_active_engine(None);
@@ -506,6 +525,7 @@ pub(super) fn replay_dfs(
     let sink = report.clone();
     engine::set_active_engine(Some(EngineKind::Shuttle));
     dfs::set_active(true);
+    engine::set_plain_watch(PlainWatch::Off);
     let result = panic::catch_unwind(panic::AssertUnwindSafe(|| {
         shuttle::Runner::new(scheduler, config()).run(move || {
             let r = rt::run_execution(EngineKind::Shuttle, exec_config.clone(), &*kernel, at);

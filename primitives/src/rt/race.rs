@@ -88,8 +88,9 @@ pub(crate) struct AccessHistory {
 }
 
 impl AccessHistory {
-    /// Checks the current goroutine's plain access against the history and records it.
-    /// Returns the race, if this access reveals one.
+    /// Checks the current goroutine's plain access against the history and records it (and
+    /// shows it to shuttle-pct's race-directed search). Returns the race, if this access
+    /// reveals one.
     pub(crate) fn access(
         &mut self,
         cx: &Ctx<'_>,
@@ -97,6 +98,7 @@ impl AccessHistory {
         write: bool,
         object: &ObjMeta,
     ) -> Option<RaceReport> {
+        crate::engine::shuttle_plain_access(object.id, cx.at, write);
         self.access_as(cx, b, Kind::plain(write), object)
     }
 

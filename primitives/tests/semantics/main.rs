@@ -14,6 +14,7 @@ mod hb;
 mod misuse;
 mod queue_model;
 mod race;
+mod race_directed;
 mod recover;
 mod select;
 mod sync;
