@@ -510,6 +510,11 @@ pub(crate) fn hand_turn_to(kind: EngineKind, to: Option<usize>) {
     }
 }
 
+/// The task a yield has just handed its turn to, if any, left in place.
+pub(crate) fn peek_fair_turn() -> Option<usize> {
+    FAIR_TURN.get()
+}
+
 /// The task a yield has just handed its turn to, if any (taken: it is for this choice only).
 pub(crate) fn take_fair_turn() -> Option<usize> {
     FAIR_TURN.take()
@@ -545,27 +550,45 @@ pub(crate) enum PlainWatch {
     Logged,
 }
 
-/// One logged plain access.
+/// One logged access: a plain access, or a mutex taken.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct PlainAccess {
     /// The shuttle task (the goroutine) that made it.
     pub(crate) task: usize,
     pub(crate) site: &'static std::panic::Location<'static>,
-    /// The variable, by its identity in the execution.
+    /// The variable or the mutex, by its identity in the execution.
     pub(crate) object: u32,
+    /// A write, or a mutex taken for writing (`Lock`, a `TryLock` that took it).
     pub(crate) write: bool,
+    /// A `Mutex` or `RWMutex` taken, not a plain access.
+    pub(crate) lock: bool,
 }
 
 std::thread_local! {
     static PLAIN_WATCH: Cell<PlainWatch> = const { Cell::new(PlainWatch::Off) };
     /// The accesses since the scheduler last took them.
     static PLAIN_LOG: RefCell<Vec<PlainAccess>> = const { RefCell::new(Vec::new()) };
+    /// A timer has fired since the scheduler last asked.
+    static CLOCK_MOVED: Cell<bool> = const { Cell::new(false) };
 }
 
 /// Sets how plain accesses are watched on this thread; the log starts empty.
 pub(crate) fn set_plain_watch(watch: PlainWatch) {
     PLAIN_WATCH.set(watch);
     PLAIN_LOG.with(|l| l.borrow_mut().clear());
+    CLOCK_MOVED.set(false);
+}
+
+/// A timer fired: virtual time moved. Noted for shuttle-pct's holds, which end then.
+pub(crate) fn shuttle_clock_moved() {
+    if PLAIN_WATCH.get() == PlainWatch::Logged {
+        CLOCK_MOVED.set(true);
+    }
+}
+
+/// Whether a timer has fired since the last call.
+pub(crate) fn take_clock_moved() -> bool {
+    CLOCK_MOVED.take()
 }
 
 /// The current goroutine made a plain access the race detector checks. Under shuttle-pct its
@@ -583,16 +606,34 @@ pub(crate) fn shuttle_plain_access(
     }
     shuttle_op_begins();
     if watch == PlainWatch::Logged {
-        let task = shuttle_task();
-        PLAIN_LOG.with(|l| {
-            l.borrow_mut().push(PlainAccess {
-                task,
-                site,
-                object,
-                write,
-            })
-        });
+        log_access(object, site, write, false);
     }
+}
+
+/// The current goroutine took a `Mutex` or `RWMutex` (for writing, or with `RLock`). Logged for
+/// shuttle-pct's lock-order reversals; unlike a plain access it changes no scheduling point (a
+/// lock is a Go operation, which has its own).
+pub(crate) fn shuttle_lock_taken(
+    object: u32,
+    site: &'static std::panic::Location<'static>,
+    write: bool,
+) {
+    if PLAIN_WATCH.get() == PlainWatch::Logged && active_engine() == Some(EngineKind::Shuttle) {
+        log_access(object, site, write, true);
+    }
+}
+
+fn log_access(object: u32, site: &'static std::panic::Location<'static>, write: bool, lock: bool) {
+    let task = shuttle_task();
+    PLAIN_LOG.with(|l| {
+        l.borrow_mut().push(PlainAccess {
+            task,
+            site,
+            object,
+            write,
+            lock,
+        })
+    });
 }
 
 /// Takes the accesses logged since the last call, appending them to `into`.

@@ -46,8 +46,9 @@ pub enum Engine {
     Loom,
     /// PCT on shuttle: random priorities with `pct_depth - 1` change points (this crate's PCT,
     /// which also counts the step at which a goroutine blocks; see `shuttle_driver::Pct`),
-    /// every second execution race-directed while some pair of conflicting accesses by two
-    /// goroutines has not been tried (after RaceFuzzer; see `race_directed`).
+    /// every second execution directed while some pair of conflicting accesses (or of one
+    /// mutex taken) by two goroutines has not been tried (after RaceFuzzer; see
+    /// `race_directed`).
     ShuttlePct,
     /// shuttle's random scheduler: a uniformly random runnable goroutine at each step.
     ShuttleRandom,

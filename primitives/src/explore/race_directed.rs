@@ -1,27 +1,42 @@
 //! Race-directed executions for `shuttle-pct`, after RaceFuzzer (Sen, "Race Directed Random
-//! Testing of Concurrent Programs", PLDI'08).
+//! Testing of Concurrent Programs", PLDI'08), and lock-order reversals in the same frame.
 //!
-//! Every execution logs the plain accesses (`Shared`, `GoMap`) the race detector checks. Two
-//! accesses of one variable by two goroutines, at least one of them a write, make a *pair*,
-//! named by their two call sites; the first execution that shows a pair is its *witness*. A
-//! pair the detector did not report there was ordered in it (a lock, a channel, a WaitGroup
-//! between the two). A race-directed execution tries to take that order away: it replays the
-//! witness (its choices of task and its data seed) up to just after the first access, then
-//! *holds* that goroutine at its next Go operation and runs the others at random until one of
-//! them makes a conflicting access to the variable (which the detector then checks without the
-//! order the held goroutine would have given it), nothing else can run, or the runtime's
-//! fairness hands the held goroutine its turn (it has waited more than `STARVE_STEPS` steps
-//! while others ran: Go's scheduler would run it too). From there the execution goes on at
+//! Every execution logs the plain accesses (`Shared`, `GoMap`) the race detector checks and
+//! the mutexes taken (`Lock`, `RLock`, a `TryLock` that takes it). Two accesses of one variable
+//! by two goroutines, at least one of them a write, make a *pair*, named by their two call
+//! sites; so do two goroutines taking one mutex (not both with `RLock`). The first execution
+//! that shows a pair is its *witness*. A directed execution replays the witness (its choices
+//! of task and its data seed) to a point, then *holds* the goroutine of the pair's first
+//! access and runs the others at random:
+//!
+//! - a race pair, which the detector did not report in the witness, was ordered there (a lock,
+//!   a channel, a WaitGroup between the two). The hold begins just after the first access, to
+//!   take that order away, and lasts until another goroutine makes a conflicting access to
+//!   the variable (which the detector then checks without the order the held goroutine would
+//!   have given it);
+//! - a lock pair is tried the other way round: the hold begins just before the first goroutine
+//!   takes the mutex, and lasts until another goroutine takes it at the pair's second site.
+//!   A goroutine that waits for a lock the other took first is the order a bug often needs
+//!   (grpc_1662: the balancer's watcher must register its new addrConn before `Close` takes
+//!   `cc.mu`).
+//!
+//! A hold also ends when nothing else can run, when a timer fires (a goroutine is held up for
+//! some operations, not for a timer's period: held through ticks, it would look stuck to the
+//! livelock rule), or after `HOLD_CHOICES` choices, when the runtime's fairness hands the held
+//! goroutine its turn; before that the hold refuses the hand-over, which comes after
+//! `STARVE_STEPS` (32) steps, too soon for a path of a few dozen operations in the others.
+//! Real Go lets a runnable goroutine wait that long. From there the execution goes on at
 //! random. Accesses are seen only with the race detector on (they are its hook).
 //!
 //! While some pair has not had its directed execution, every second execution is one; the
 //! others are PCT's, which keep finding the bugs that are not races, and new pairs.
 //!
-//! What is left out: a pair is tried once, from its first witness, and a goroutine's accesses
-//! to a variable are noted only the first time per call site and kind (read or write) in an
-//! execution, so the prefix is the shortest that shows the pair in that witness. Pairs whose
-//! two accesses hold a common mutex are kept: pruning them (RaceFuzzer's lockset filter) was
+//! What is left out: a pair is tried once, from its first witness; a goroutine's accesses at
+//! one call site and kind are stored once per execution (the first, whose prefix is the
+//! shortest), though each is checked against the others' stored accesses. Pairs whose two
+//! accesses hold a common mutex are kept: pruning them (RaceFuzzer's lockset filter) was
 //! measured, and found grpc_1662 later (median 268 schedules over seeds 1-10, against 90).
+//! Channel operations make no pairs: a send and a receive meet rather than compete.
 
 use std::collections::{HashMap, HashSet};
 use std::panic::Location;
@@ -31,6 +46,10 @@ use shuttle::scheduler::{DataSource, RandomDataSource, Schedule, Scheduler, Task
 
 use super::shuttle_driver::splitmix64;
 use crate::engine::{self, PlainAccess};
+
+/// How many choices a hold refuses the runtime's fairness hand-over for: as many steps as the
+/// runtime lets one goroutine run before it preempts it (`PREEMPT_STEPS`).
+const HOLD_CHOICES: u32 = 256;
 
 /// A call site, by the address of its `Location`: one static per `#[track_caller]` site (a
 /// site copied into two codegen units may have two, which only makes its pairs tried twice).
@@ -45,21 +64,36 @@ struct Seen {
     task: usize,
     site: Site,
     write: bool,
+    lock: bool,
     /// The choices of task made before the access.
     prefix: usize,
 }
 
 /// A pair to try, with the execution that showed it.
 struct Witness {
-    /// The goroutine of the first access, to be held right after it.
+    /// The goroutine of the first access, to be held right after it (before it, for a lock).
     task: usize,
     /// The variable, by its identity in the execution (the same in a replay of its prefix).
     object: u32,
     /// The first access writes: any access of the other goroutines then conflicts with it.
     write: bool,
+    /// A lock-order reversal: the pair is two goroutines taking one mutex, held *before* the
+    /// first takes it, until another goroutine takes it at `partner`.
+    lock: bool,
+    partner: Site,
     /// The witness's data seed and its choices of task, up to at least `prefix`.
     seed: u64,
     choices: Arc<[TaskId]>,
+    prefix: usize,
+}
+
+/// A pair the execution under way showed first: a witness once it ends.
+struct Found {
+    task: usize,
+    object: u32,
+    write: bool,
+    lock: bool,
+    partner: Site,
     prefix: usize,
 }
 
@@ -70,6 +104,8 @@ struct Directed {
     replayed: usize,
     /// Holding `witness.task`; `Some(false)` while the hold has not yet been offered a choice.
     holding: Option<bool>,
+    /// Choices made during the hold.
+    held_for: u32,
     data: RandomDataSource,
     rng: u64,
 }
@@ -83,10 +119,10 @@ pub(super) struct RaceDirected<S> {
     seed: u64,
     choices: Vec<TaskId>,
     seen: HashMap<u32, Vec<Seen>>,
-    found: Vec<(usize, u32, bool, usize)>,
+    found: Vec<Found>,
     log: Vec<PlainAccess>,
-    /// Every pair seen so far, by its two sites in order.
-    known: HashSet<(Site, Site)>,
+    /// Every pair seen so far, by its two sites in order (and whether they take a lock).
+    known: HashSet<(Site, Site, bool)>,
     untried: Vec<Witness>,
     directed: Option<Directed>,
 }
@@ -118,28 +154,52 @@ impl<S: Scheduler> RaceDirected<S> {
             // one goroutine runs between two choices.)
             if let Some(d) = self.directed.as_mut() {
                 let w = &d.witness;
-                let conflicting = a.object == w.object && a.task != w.task && (a.write || w.write);
+                let conflicting = a.object == w.object
+                    && a.task != w.task
+                    && a.lock == w.lock
+                    && if w.lock {
+                        site(a.site) == w.partner
+                    } else {
+                        a.write || w.write
+                    };
                 if conflicting && d.holding == Some(true) {
                     d.holding = None;
                 }
             }
             let (task, site) = (a.task, site(a.site));
             let earlier = self.seen.entry(a.object).or_default();
+            for s in earlier.iter() {
+                if s.task != task
+                    && s.lock == a.lock
+                    && (s.write || a.write)
+                    && self.known.insert((s.site, site, a.lock))
+                {
+                    self.found.push(Found {
+                        task: s.task,
+                        object: a.object,
+                        write: s.write,
+                        lock: a.lock,
+                        partner: site,
+                        // A lock is held before it is taken: the choice that ran it is left out.
+                        prefix: if a.lock {
+                            s.prefix.saturating_sub(1)
+                        } else {
+                            s.prefix
+                        },
+                    });
+                }
+            }
             if earlier
                 .iter()
                 .any(|s| s.task == task && s.site == site && s.write == a.write)
             {
                 continue;
             }
-            for s in earlier.iter() {
-                if s.task != task && (s.write || a.write) && self.known.insert((s.site, site)) {
-                    self.found.push((s.task, a.object, s.write, s.prefix));
-                }
-            }
             earlier.push(Seen {
                 task,
                 site,
                 write: a.write,
+                lock: a.lock,
                 prefix,
             });
         }
@@ -148,16 +208,18 @@ impl<S: Scheduler> RaceDirected<S> {
     /// Files the pairs the finished execution showed as witnesses, and forgets the rest.
     fn end_execution(&mut self) {
         self.absorb();
-        if let Some(longest) = self.found.iter().map(|f| f.3).max() {
+        if let Some(longest) = self.found.iter().map(|f| f.prefix).max() {
             let choices: Arc<[TaskId]> = self.choices[..longest].into();
-            for (task, object, write, prefix) in self.found.drain(..) {
+            for f in self.found.drain(..) {
                 self.untried.push(Witness {
-                    task,
-                    object,
-                    write,
+                    task: f.task,
+                    object: f.object,
+                    write: f.write,
+                    lock: f.lock,
+                    partner: f.partner,
                     seed: self.seed,
                     choices: choices.clone(),
-                    prefix,
+                    prefix: f.prefix,
                 });
             }
         }
@@ -183,6 +245,7 @@ impl<S: Scheduler> Scheduler for RaceDirected<S> {
                 witness,
                 replayed: 0,
                 holding: Some(false),
+                held_for: 0,
             });
             return Some(Schedule::new(self.seed));
         }
@@ -197,13 +260,18 @@ impl<S: Scheduler> Scheduler for RaceDirected<S> {
         is_yielding: bool,
     ) -> Option<TaskId> {
         self.absorb();
+        let clock_moved = engine::take_clock_moved();
         let next = match self.directed.as_mut() {
-            Some(d) => d.next_task(runnable, current, is_yielding),
+            Some(d) => d.next_task(runnable, current, is_yielding, clock_moved),
             None => self.inner.next_task(runnable, current, is_yielding)?,
         };
-        // The scheduler's own choice: the runtime may hand the turn to a starving goroutine
-        // instead, the same one again when the prefix is replayed.
-        self.choices.push(next);
+        // The task that runs: the runtime's fairness may hand the turn to a goroutine that
+        // has waited long, instead of the scheduler's pick.
+        let runs = engine::peek_fair_turn()
+            .map(TaskId::from)
+            .filter(|&t| runnable.iter().any(|r| r.id() == t))
+            .unwrap_or(next);
+        self.choices.push(runs);
         Some(next)
     }
 
@@ -221,12 +289,17 @@ impl Directed {
         runnable: &[&Task],
         current: Option<TaskId>,
         is_yielding: bool,
+        clock_moved: bool,
     ) -> TaskId {
         let w = &self.witness;
         if self.replayed < w.prefix {
             let want = w.choices[self.replayed];
             self.replayed += 1;
             if runnable.iter().any(|t| t.id() == want) {
+                // The witness ran `want` here, over any fair turn (a hold it made refused one).
+                if engine::peek_fair_turn().is_some_and(|t| TaskId::from(t) != want) {
+                    engine::take_fair_turn();
+                }
                 return want;
             }
             // Not the witness's execution after all (it cannot be, but a kernel that is not
@@ -235,6 +308,18 @@ impl Directed {
             self.holding = None;
         }
         let held = TaskId::from(w.task);
+        if self.holding == Some(true) && clock_moved {
+            // A hold delays a goroutine by some operations, not by a timer's period.
+            self.holding = None;
+        }
+        if self.holding == Some(true) {
+            self.held_for += 1;
+            // The runtime hands a turn to a goroutine that has waited STARVE_STEPS; a hold
+            // outlasts that, up to a time slice of the runtime.
+            if self.held_for < HOLD_CHOICES && engine::peek_fair_turn() == Some(w.task) {
+                engine::take_fair_turn();
+            }
+        }
         match self.holding {
             // The held goroutine ran: the runtime handed it a fair turn.
             Some(true) if current == Some(held) => self.holding = None,

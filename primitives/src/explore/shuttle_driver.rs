@@ -96,8 +96,10 @@ impl Scheduler for Recorder {
         current: Option<TaskId>,
         is_yielding: bool,
     ) -> Option<TaskId> {
-        let fair_turn = engine::take_fair_turn();
         let next = self.inner.next_task(runnable, current, is_yielding)?;
+        // Taken after the scheduler's say: a race-directed hold may refuse it (see
+        // `race_directed`).
+        let fair_turn = engine::take_fair_turn();
         // The scheduler has had its say (PCT has dropped the yielder); a goroutine that has
         // waited long for its turn gets it.
         let next = fair_turn

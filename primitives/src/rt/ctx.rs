@@ -169,6 +169,16 @@ impl<'e> Ctx<'e> {
         phase: Phase,
     ) {
         b.progress.saw(op, arg, phase, b.bounded_steps);
+        if let (Phase::Done, Some(meta)) = (phase, obj) {
+            match op {
+                Op::Lock => crate::engine::shuttle_lock_taken(meta.id, self.at, true),
+                Op::TryLock if arg == 1 => {
+                    crate::engine::shuttle_lock_taken(meta.id, self.at, true)
+                }
+                Op::RLock => crate::engine::shuttle_lock_taken(meta.id, self.at, false),
+                _ => {}
+            }
+        }
         if !b.trace.on {
             return;
         }

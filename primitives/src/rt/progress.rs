@@ -83,6 +83,7 @@ impl Progress {
         one_shot: Option<Duration>,
         last_armed: TimerId,
     ) {
+        crate::engine::shuttle_clock_moved();
         // A one-shot timer that waited through the run of stale firings ends it: its firing is
         // the change that run was waiting for. The places seen stay known: a loop whose every
         // round ends with such a firing is still a loop.

@@ -1,12 +1,14 @@
 //! shuttle-pct's race-directed executions: a race whose window is one Go operation wide, which
 //! PCT alone reaches only by luck, is found within a few executions, replays, and an ordered
-//! kernel stays clean (a hold never reports what the kernel orders).
+//! kernel stays clean (a hold never reports what the kernel orders). A mutex that main always
+//! takes first is taken first by a goroutine forty operations away, once the lock order is
+//! reversed.
 
 use std::sync::Arc;
 
 use primitives::explore::{explore, replay, Engine, Settings};
 use primitives::sync::{AtomicBool, Mutex};
-use primitives::{go, gosched, Shared, Verdict};
+use primitives::{go, gosched, Chan, Shared, Verdict};
 
 fn pct(seed: u64, budget: u64) -> Settings {
     let mut s = Settings::new(Engine::ShuttlePct);
@@ -144,4 +146,49 @@ fn a_fair_turn_ends_the_hold() {
         "{:?}",
         found.first_failure.map(|f| f.report.message)
     );
+}
+
+/// `g` makes forty Go operations, then takes `mu` and sets `late`; main takes `mu` at once and
+/// panics if `late` is set. The runtime's fairness hands main a turn once it has waited
+/// `STARVE_STEPS` (32) steps, before `g` gets to `mu`: a hold placed before main's `Lock`
+/// finds the panic only if it outlasts that hand-over (a runnable goroutine may wait that long
+/// in Go). With the hold ending at the hand-over, seed 1 finds nothing in 20 schedules.
+fn lock_after_forty_operations() {
+    let late = Shared::new(false).named("late");
+    let mu = Arc::new(Mutex::new());
+    let done = Chan::<()>::new(1);
+    {
+        let (late, mu, done) = (late.clone(), mu.clone(), done.clone());
+        go(move || {
+            let busy = AtomicBool::new(false);
+            for _ in 0..40 {
+                busy.store(true);
+            }
+            mu.lock();
+            late.set(true);
+            mu.unlock();
+            done.send(());
+        });
+    }
+    mu.lock();
+    if late.get() {
+        primitives::panic("g took mu first");
+    }
+    mu.unlock();
+    done.recv();
+}
+
+/// The first execution shows main and `g` taking `mu` in that order; a directed execution
+/// reverses it.
+#[test]
+fn a_lock_order_is_reversed_past_the_fairness_hand_over() {
+    for seed in 1..=10 {
+        let found = explore(&pct(seed, 20), Arc::new(lock_after_forty_operations));
+        let failing = found
+            .first_failure
+            .unwrap_or_else(|| panic!("seed {seed}: no panic in {} schedules", found.schedules));
+        assert_eq!(failing.report.verdict, Verdict::Panic, "seed {seed}");
+        assert!(failing.report.message.contains("g took mu first"));
+        assert!(failing.schedule <= 6, "seed {seed}: {}", failing.schedule);
+    }
 }
