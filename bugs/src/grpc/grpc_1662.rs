@@ -26,10 +26,10 @@ inventory::submit! {
         // loom finds the race at execution 1,461 with bound 2; with the default bound 3 only
         // at 19,981.
         budget: Budget { preemption_bound: Some(2), ..Budget::DEFAULT },
-        // PCT finds it within the budget at each of seeds 1-10 (at schedule 46 to 722, median
-        // 90, with --budget 2000), each time in a race-directed execution: the watcher is held
-        // after an access that an earlier execution showed main making too, while main runs
-        // all of Close. Without those executions PCT needed 382 to 15,011 schedules at 7 of
+        // PCT finds it within the budget at each of seeds 1-10 (at schedule 26 to 140, median
+        // 78, with --budget 2000), each time in a race-directed execution: the watcher is held
+        // after its write, which an earlier execution (at 6 seeds a lock-order reversal) showed
+        // with Close's read, while main runs Close. Without them PCT needed 382-15,011 at 7 of
         // the 10 seeds (with --budget 20000) and missed at the other 3.
         not_found_by: &[
             (
