@@ -2,13 +2,13 @@
 //! PCT alone reaches only by luck, is found within a few executions, replays, and an ordered
 //! kernel stays clean (a hold never reports what the kernel orders). A mutex that main always
 //! takes first is taken first by a goroutine forty operations away, once the lock order is
-//! reversed.
+//! reversed; and a hold does not outlast a timer's firing.
 
 use std::sync::Arc;
 
 use primitives::explore::{explore, replay, Engine, Settings};
 use primitives::sync::{AtomicBool, Mutex};
-use primitives::{go, gosched, Chan, Shared, Verdict};
+use primitives::{go, gosched, select, time, Chan, Shared, Verdict};
 
 fn pct(seed: u64, budget: u64) -> Settings {
     let mut s = Settings::new(Engine::ShuttlePct);
@@ -190,5 +190,46 @@ fn a_lock_order_is_reversed_past_the_fairness_hand_over() {
         assert_eq!(failing.report.verdict, Verdict::Panic, "seed {seed}");
         assert!(failing.report.message.contains("g took mu first"));
         assert!(failing.schedule <= 6, "seed {seed}: {}", failing.schedule);
+    }
+}
+
+/// A poller wakes every millisecond until main closes `stop`, then takes `mu`, which main took
+/// first. The reversal holds main before its `Lock` until the poller takes `mu`, which it does
+/// only after main has closed `stop`: held through the poller's ticks, main would seem stuck
+/// to the livelock rule (the same places at every firing). The hold ends at the first firing.
+fn poller_then_lock() {
+    let mu = Arc::new(Mutex::new());
+    let stop = Chan::<()>::new(0);
+    let done = Chan::<()>::new(1);
+    {
+        let (mu, stop, done) = (mu.clone(), stop.clone(), done.clone());
+        go(move || {
+            loop {
+                select! {
+                    recv(time::after(std::time::Duration::from_millis(1))) => {},
+                    recv(stop) => break,
+                }
+            }
+            mu.lock();
+            mu.unlock();
+            done.send(());
+        });
+    }
+    mu.lock();
+    mu.unlock();
+    stop.close();
+    done.recv();
+}
+
+#[test]
+fn a_timer_firing_ends_the_hold() {
+    for seed in 1..=10 {
+        let found = explore(&pct(seed, 50), Arc::new(poller_then_lock));
+        assert!(
+            found.first_failure.is_none(),
+            "seed {seed}: {:?}",
+            found.first_failure.map(|f| f.report.message)
+        );
+        assert_eq!(found.bound_reached, 0, "seed {seed}");
     }
 }
