@@ -22,11 +22,19 @@
 //!
 //! A hold also ends when nothing else can run, when a timer fires (a goroutine is held up for
 //! some operations, not for a timer's period: held through ticks, it would look stuck to the
-//! livelock rule), or after `HOLD_CHOICES` choices, when the runtime's fairness hands the held
-//! goroutine its turn; before that the hold refuses the hand-over, which comes after
-//! `STARVE_STEPS` (32) steps, too soon for a path of a few dozen operations in the others.
-//! Real Go lets a runnable goroutine wait that long. From there the execution goes on at
-//! random. Accesses are seen only with the race detector on (they are its hook).
+//! livelock rule), or at the first fairness hand-over to the held goroutine after
+//! `HOLD_CHOICES` choices; until then the hold refuses the hand-over, which the runtime gives
+//! after `STARVE_STEPS` (32) steps, too soon for a path of a few dozen operations in the
+//! others. Real Go lets a runnable goroutine wait that long. From there the execution goes on
+//! at random. Plain accesses are seen only with the race detector on (they are its hook); the
+//! mutexes taken are seen either way. A `TryRLock` that takes the lock counts as a write lock
+//! (the runtime books it as a `TryLock`), and `Cond.Wait`'s re-lock as a `Lock` at the `Wait`.
+//!
+//! Where a mutex was handed to its goroutine while it was parked (a `Mutex` in starvation
+//! mode, an `RWMutex` whose readers or writer the other side's unlock let in), the goroutine
+//! owns the mutex before the choice that resumes it, so a lock pair's hold there comes too
+//! late to reverse the order: the partner then waits, and the hold ends when nothing else can
+//! run, or at the hand-over.
 //!
 //! While some pair has not had its directed execution, every second execution is one; the
 //! others are PCT's, which keep finding the bugs that are not races, and new pairs.
@@ -47,8 +55,8 @@ use shuttle::scheduler::{DataSource, RandomDataSource, Schedule, Scheduler, Task
 use super::shuttle_driver::splitmix64;
 use crate::engine::{self, PlainAccess};
 
-/// How many choices a hold refuses the runtime's fairness hand-over for: as many steps as the
-/// runtime lets one goroutine run before it preempts it (`PREEMPT_STEPS`).
+/// How many choices a hold refuses the runtime's fairness hand-over for: as many as the steps
+/// the runtime lets one goroutine run before it preempts it (`PREEMPT_STEPS` in `rt::ctx`).
 const HOLD_CHOICES: u32 = 256;
 
 /// A call site, by the address of its `Location`: one static per `#[track_caller]` site (a
@@ -150,8 +158,8 @@ impl<S: Scheduler> RaceDirected<S> {
         let prefix = self.choices.len();
         for a in self.log.drain(..) {
             // Only during the hold: in the prefix other goroutines may touch the variable too.
-            // (At the hold's first choice the accesses taken in are the held goroutine's own:
-            // one goroutine runs between two choices.)
+            // (At the hold's first choice the accesses taken in are those of the witness's last
+            // step before it, which must not end the hold: `holding` is not yet `Some(true)`.)
             if let Some(d) = self.directed.as_mut() {
                 let w = &d.witness;
                 let conflicting = a.object == w.object
@@ -308,23 +316,22 @@ impl Directed {
             self.holding = None;
         }
         let held = TaskId::from(w.task);
-        if self.holding == Some(true) && clock_moved {
+        match self.holding {
+            // The held goroutine ran: the runtime handed it a fair turn.
+            Some(true) if current == Some(held) => self.holding = None,
             // A hold delays a goroutine by some operations, not by a timer's period.
-            self.holding = None;
+            Some(true) if clock_moved => self.holding = None,
+            // The hold begins (what ran before this choice was the witness's own).
+            Some(false) => self.holding = Some(true),
+            _ => {}
         }
         if self.holding == Some(true) {
             self.held_for += 1;
             // The runtime hands a turn to a goroutine that has waited STARVE_STEPS; a hold
-            // outlasts that, up to a time slice of the runtime.
-            if self.held_for < HOLD_CHOICES && engine::peek_fair_turn() == Some(w.task) {
+            // outlasts that, for up to HOLD_CHOICES choices.
+            if self.held_for <= HOLD_CHOICES && engine::peek_fair_turn() == Some(w.task) {
                 engine::take_fair_turn();
             }
-        }
-        match self.holding {
-            // The held goroutine ran: the runtime handed it a fair turn.
-            Some(true) if current == Some(held) => self.holding = None,
-            Some(false) => self.holding = Some(true),
-            _ => {}
         }
         let holding = self.holding.is_some();
         let other = |t: TaskId| t != held || !holding;

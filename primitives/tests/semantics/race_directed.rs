@@ -112,7 +112,8 @@ fn an_ordered_kernel_stays_clean_under_the_holds() {
 }
 
 /// The held goroutine has 4,000 Go operations left, and main polls for its end with
-/// `Gosched`: the runtime's fairness hands it a turn, and the hold must end there, or it would
+/// `Gosched`: the runtime's fairness hands it a turn, and once the hold has refused those for
+/// its `HOLD_CHOICES` choices it must end at the next one, or the goroutine would
 /// advance one operation per fair turn and run into the step bound (a correct kernel would
 /// end `bound-reached`, or `livelock` where the poller sees no progress).
 #[test]
